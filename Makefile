@@ -1,0 +1,26 @@
+# The two commands of the README. Each does all the set-up it needs and is idempotent.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup demo test lint unit clean
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/candle run workflows/nt3_grid_small.yaml
+	$(BIN)/candle summary workflows/runs/nt3-grid-small
+	$(BIN)/candle status workflows/runs/nt3-grid-small
+
+lint: setup
+	$(BIN)/ruff check candle benchmarks tests workflows
+	$(BIN)/mypy candle
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+unit: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf workflows/runs .pytest_cache .mypy_cache .ruff_cache

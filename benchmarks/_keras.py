@@ -1,0 +1,140 @@
+"""The Keras training loop the built-in benchmarks share: seeding, threads, per-epoch
+checkpoints written atomically, resume from the last checkpoint, and a plain history."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from benchmarks._base import TrainContext
+
+
+@dataclass
+class Arrays:
+    x_train: NDArray[Any]
+    y_train: NDArray[Any]
+    x_val: NDArray[Any]
+    y_val: NDArray[Any]
+
+
+def configure_tensorflow(ctx: TrainContext) -> Any:
+    """Import TF quietly, pin threads (several jobs share a node) and seed everything."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    if ctx.threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(ctx.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(ctx.threads)
+    tf.keras.utils.set_random_seed(ctx.seed)
+    return tf
+
+
+def make_optimizer(tf: Any, name: str, learning_rate: float) -> Any:
+    classes = {
+        "sgd": tf.keras.optimizers.SGD, "adam": tf.keras.optimizers.Adam,
+        "rmsprop": tf.keras.optimizers.RMSprop, "adagrad": tf.keras.optimizers.Adagrad,
+        "adadelta": tf.keras.optimizers.Adadelta, "adamax": tf.keras.optimizers.Adamax,
+        "nadam": tf.keras.optimizers.Nadam,
+    }
+    return classes[name](learning_rate=learning_rate)
+
+
+class Checkpoints:
+    """``ckpt/epoch-NNNN.keras`` + ``ckpt/state.json`` in the job directory.
+
+    The state file is written (atomically) after the model file is complete, so a kill at
+    any moment leaves either the previous checkpoint or the new one, never a torn one.
+    """
+
+    def __init__(self, job_dir: Path, keep: int) -> None:
+        self.dir = Path(job_dir) / "ckpt"
+        self.keep = max(1, keep)
+
+    def latest(self) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = json.loads((self.dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return state if (self.dir / state["file"]).is_file() else None
+
+    def save(self, model: Any, epoch: int, history: dict[str, list[float]]) -> None:
+        from candle.store.atomic import atomic_write_json
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch:04d}.keras"
+        tmp = self.dir / f".{name}.tmp.keras"
+        model.save(tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.dir / name)
+        atomic_write_json(self.dir / "state.json",
+                          {"epoch": epoch, "file": name, "history": history})
+        kept = sorted(self.dir.glob("epoch-*.keras"))
+        for old in kept[: -self.keep]:
+            old.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fit(
+    tf: Any, model: Any, data: Arrays, params: dict[str, Any], ctx: TrainContext
+) -> dict[str, Any]:
+    """Train (resuming if a checkpoint exists) and return metrics + per-epoch history."""
+    mode = params.get("ckpt_restart_mode", "auto")
+    ckpt = Checkpoints(Path(ctx.job_dir), int(params.get("ckpt_keep_limit", 2)))
+    history: dict[str, list[float]] = {}
+    initial_epoch = 0
+    state = ckpt.latest() if mode != "off" else None
+    if mode == "required" and state is None:
+        raise RuntimeError(f"ckpt_restart_mode=required but no checkpoint in {ckpt.dir}")
+    if state is not None:
+        model = tf.keras.models.load_model(ckpt.dir / state["file"])
+        initial_epoch = int(state["epoch"])
+        history = {k: list(v) for k, v in state["history"].items()}
+
+    class _Record(tf.keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            values = {k: float(v) for k, v in (logs or {}).items()}
+            for key, value in values.items():
+                history.setdefault(key, []).append(value)
+            if ctx.rank == 0:
+                ckpt.save(self.model, epoch + 1, history)
+            if ctx.on_epoch is not None:
+                ctx.on_epoch(epoch + 1, values)
+
+    epochs = int(params["epochs"])
+    callbacks = [_Record(), *params.get("_extra_callbacks", [])]
+    if initial_epoch < epochs:
+        model.fit(
+            data.x_train, data.y_train,
+            validation_data=(data.x_val, data.y_val),
+            batch_size=int(params["batch_size"]),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            shuffle=True,
+            verbose=int(params.get("verbose", 0)),
+            callbacks=callbacks,
+        )
+    metrics = {k: v[-1] for k, v in history.items() if v}
+    return {
+        "metrics": metrics,
+        "history": history,
+        "epochs_run": epochs - initial_epoch,
+        "resumed_from_epoch": initial_epoch,
+        "params_count": int(model.count_params()),
+    }
+
+
+def maxabs_scale(*arrays: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+    """Scale all arrays by the column max |x| of their union (upstream MaxAbsScaler)."""
+    scale = np.max(np.stack([np.abs(a).max(axis=0) for a in arrays]), axis=0)
+    scale[scale == 0] = 1.0
+    return [(a / scale).astype(np.float32) for a in arrays]

@@ -1,0 +1,28 @@
+"""NT3: normal vs tumour classification from RNA-seq expression (Pilot1/NT3), 1-D conv."""
+
+from benchmarks._base import COMMON_PARAMS, BenchmarkDef, Param
+
+# Defaults follow upstream Pilot1/NT3/nt3_default_model.txt.
+BENCHMARK = BenchmarkDef(
+    name="nt3",
+    description="normal vs tumour (2 classes), Conv1D stack on 60,483 expression features",
+    runner="benchmarks.nt3.train",
+    metrics=("loss", "accuracy", "val_loss", "val_accuracy"),
+    params=(
+        *COMMON_PARAMS,
+        Param("classes", "int", 2, "number of output classes"),
+        Param("conv", "ints", [128, 20, 1, 128, 10, 1],
+              "conv layers as (filters, kernel, stride) triples"),
+        Param("pool", "ints", [1, 10], "max-pool size after each conv layer (0: none)"),
+        Param("dense", "ints", [200, 20], "units of the dense layers"),
+        Param("activation", "str", "relu", "hidden activation"),
+        Param("out_activation", "str", "softmax", "output activation"),
+        Param("dropout", "float", 0.1, "dropout after each dense layer"),
+        Param("loss", "str", "categorical_crossentropy", "Keras loss"),
+        Param("features", "int", 60483, "synthetic: expression features per sample"),
+        Param("samples", "int", 1400, "synthetic: total samples (train + test)"),
+        Param("signal_genes", "float", 0.1, "synthetic: fraction of genes that differ"),
+        Param("signal_strength", "float", 1.0, "synthetic: log-fold change of those genes"),
+        Param("test_fraction", "float", 0.2, "synthetic: held-out test share"),
+    ),
+)

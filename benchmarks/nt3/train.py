@@ -1,0 +1,23 @@
+"""Train NT3 for one job (imported only when a job runs: it pulls in TensorFlow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._base import TrainContext
+from benchmarks._keras import configure_tensorflow, fit
+from benchmarks.conv1d import build_conv_classifier
+from benchmarks.nt3 import data
+
+
+def build(params: dict[str, Any], width: int | None = None) -> Any:
+    tf = configure_tensorflow(TrainContext(job_dir=".", seed=int(params["rng_seed"])))
+    return build_conv_classifier(tf, params, width or int(params["features"]))
+
+
+def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
+    tf = configure_tensorflow(ctx)
+    arrays = data.load(params, ctx.fold, ctx.folds, ctx.cv_seed, ctx.stratify,
+                       int(params["classes"]))
+    model = build_conv_classifier(tf, params, arrays.x_train.shape[1])
+    return fit(tf, model, arrays, params, ctx)

@@ -1,0 +1,211 @@
+"""The `candle` command. Thin: parse, call a layer, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from candle.errors import UserError
+
+
+def main() -> None:
+    """Entry point: user mistakes become one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except UserError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="candle")
+def cli() -> None:
+    """Run deep-learning hyperparameter sweeps (CANDLE benchmarks) on HPC schedulers."""
+
+
+@cli.command()
+@click.argument("sweep", type=click.Path(path_type=Path))
+def validate(sweep: Path) -> None:
+    """Check SWEEP without running anything."""
+    from candle.plan import count_points
+    from candle.spec import load_sweep
+
+    spec = load_sweep(sweep)
+    click.echo(f"{sweep}: ok ({spec.benchmark}, {spec.search.method}, "
+               f"{count_points(spec)} points)")
+
+
+@cli.command()
+@click.argument("sweep", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--show", default=10, show_default=True, help="jobs to list")
+def plan(sweep: Path, fmt: str, show: int) -> None:
+    """Dry run: how many points, folds, replicas and jobs SWEEP makes. Writes nothing."""
+    from candle.plan import count_points, iter_jobs
+    from candle.report.render import print_plan
+    from candle.spec import load_sweep
+
+    spec = load_sweep(sweep)
+    jobs = []
+    total = 0
+    for job in iter_jobs(spec):
+        total += 1
+        if len(jobs) < show:
+            jobs.append(job)
+    info = {
+        "name": spec.name, "benchmark": spec.benchmark, "method": spec.search.method,
+        "points": count_points(spec), "folds": spec.cv.folds if spec.cv else 1,
+        "replicas": spec.uq.replicas if spec.uq else 1, "jobs": total,
+        "run_dir": str(spec.run_dir),
+    }
+    if fmt == "json":
+        click.echo(json.dumps({**info, "first_jobs": [j.to_record() for j in jobs]}, indent=2))
+    else:
+        print_plan(info, jobs)
+
+
+@cli.command()
+@click.argument("sweep", type=click.Path(path_type=Path))
+def run(sweep: Path) -> None:
+    """Run SWEEP; running it again resumes (finished jobs are not re-run)."""
+    from candle.report.render import RunProgress
+    from candle.spec import load_sweep
+    from candle.supervisor import Interrupted, run_sweep
+
+    spec = load_sweep(sweep)
+    started = time.time()
+    progress = RunProgress(spec.name)
+    try:
+        with progress:
+            outcome = run_sweep(spec, on_event=progress.event, on_planned=progress.planned)
+    except Interrupted:
+        click.echo(f"interrupted; run the same command again to resume ({spec.run_dir})",
+                   err=True)
+        sys.exit(130)
+    elapsed = time.time() - started
+    click.echo(f"{spec.name}: {outcome.done} done, {outcome.failed} failed, "
+               f"{outcome.skipped} already done ({elapsed:.0f} s) -> {spec.run_dir}")
+    if outcome.failed:
+        click.echo(f"{outcome.failed} job(s) failed after retries; see: candle status "
+                   f"{spec.run_dir}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def status(run_dir: Path, fmt: str) -> None:
+    """Counts of jobs by state in RUN_DIR, and the failed ones with their log tails."""
+    from candle.report import collect_status
+    from candle.report.render import print_status
+    from candle.store import RunStore
+
+    result = collect_status(RunStore(run_dir))
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_status(result)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option("--top", type=int, default=None, help="only the N best points")
+def summary(run_dir: Path, fmt: str, top: int | None) -> None:
+    """One row per search point: metric mean ± std over folds and replicas, best first."""
+    from candle.report import summarise
+    from candle.report.render import print_summary, summary_csv
+    from candle.store import RunStore
+
+    result = summarise(RunStore(run_dir))
+    if top is not None:
+        result.rows = result.rows[:top]
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict(result.metric) for r in result.rows], indent=2))
+    elif fmt == "csv":
+        click.echo(summary_csv(result), nl=False)
+    else:
+        print_summary(result)
+
+
+@cli.command(context_settings={"ignore_unknown_options": False}, add_help_option=False)
+@click.argument("benchmark", required=False)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="override a parameter (repeatable); highest precedence")
+@click.option("--config", "config", type=click.Path(path_type=Path),
+              help="YAML or upstream *_default_model.txt parameter file")
+@click.option("--summary", "show_summary", is_flag=True,
+              help="print the Keras model summary and parameter count; do not train")
+@click.option("--out", type=click.Path(path_type=Path), help="job directory (checkpoints, "
+              "result.json); default: a new temporary directory")
+@click.option("-h", "--help", "show_help", is_flag=True, help="show this help (with a "
+              "BENCHMARK: its parameters)")
+@click.pass_context
+def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
+          config: Path | None, show_summary: bool, out: Path | None, show_help: bool) -> None:
+    """Train one BENCHMARK job in the foreground (like upstream *_baseline_keras2.py)."""
+    from benchmarks._base import builtin_names, get_benchmark
+    from candle.params import parse_set, read_config_file, resolve
+    from candle.report.render import print_benchmark_params
+
+    if benchmark is None:
+        click.echo(ctx.get_help())
+        click.echo(f"\nBenchmarks: {', '.join(builtin_names())}")
+        return
+    if benchmark not in builtin_names():
+        raise UserError(f"unknown benchmark {benchmark!r}; use one of "
+                        f"{', '.join(builtin_names())}")
+    definition = get_benchmark(benchmark)
+    if show_help:
+        click.echo(ctx.get_help())
+        print_benchmark_params(definition)
+        return
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config is not None:
+        layers.append((str(config), read_config_file(config)))
+    layers.append(("--set", dict(parse_set(s) for s in sets)))
+    params = resolve(definition, layers)
+    if show_summary:
+        from candle.job.model_summary import print_model_summary
+
+        print_model_summary(benchmark, params)
+        return
+    _train_foreground(benchmark, params, out)
+
+
+def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) -> None:
+    from benchmarks._base import TrainContext
+    from candle.job.runner import train_job
+    from candle.store import atomic_write_json
+
+    job_dir = out or Path(tempfile.mkdtemp(prefix=f"candle-{benchmark}-"))
+    job_dir.mkdir(parents=True, exist_ok=True)
+
+    def report(epoch: int, logs: dict[str, float]) -> None:
+        click.echo(f"epoch {epoch}/{params['epochs']}: " +
+                   ", ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())))
+
+    ctx = TrainContext(job_dir=job_dir, seed=int(params["rng_seed"]), on_epoch=report)
+    started = time.time()
+    outcome = train_job(benchmark, params, ctx, Path.cwd())
+    outcome.update(status="done", params=params, duration_s=round(time.time() - started, 3))
+    atomic_write_json(job_dir / "result.json", outcome)
+    click.echo(f"done in {outcome['duration_s']:.1f} s; result: {job_dir / 'result.json'}")
+
+
+if __name__ == "__main__":
+    main()

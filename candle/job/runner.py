@@ -1,0 +1,86 @@
+"""One training run: resolve params, train the benchmark or user model, report a result."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchmarks._base import TrainContext, get_benchmark
+from candle.job.user_model import load_function, metrics_from
+from candle.plan.jobs import Job
+
+
+def mpi_rank_and_size() -> tuple[int, int]:
+    """Rank and size from the launcher's environment (no MPI import needed to know it)."""
+    for rank_var, size_var in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                               ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE"),
+                               ("PMI_RANK", "PMI_SIZE"),
+                               ("SLURM_PROCID", "SLURM_NTASKS")):
+        if rank_var in os.environ:
+            return int(os.environ[rank_var]), int(os.environ.get(size_var, "1"))
+    return 0, 1
+
+
+def train_job(
+    benchmark: str,
+    params: dict[str, Any],
+    ctx: TrainContext,
+    base_dir: Path,
+) -> dict[str, Any]:
+    """Run the model; return {"metrics", "history", ...}. Exceptions propagate."""
+    if ":" in benchmark:
+        fn = load_function(benchmark, base_dir)
+        call_params = {**params, "fold": ctx.fold, "folds": ctx.folds,
+                       "replica": ctx.replica, "seed": ctx.seed, "job_dir": str(ctx.job_dir)}
+        metrics, history = metrics_from(fn(call_params))
+        return {"metrics": metrics, "history": history}
+    definition = get_benchmark(benchmark)
+    full = {**definition.defaults(), **params}
+    result: dict[str, Any] = definition.train_function()(full, ctx)
+    return result
+
+
+def execute(
+    job: Job,
+    benchmark: str,
+    job_dir: Path,
+    base_dir: Path,
+    *,
+    metric: str,
+    cv_seed: int = 0,
+    stratify: bool = True,
+    attempt: int = 1,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Train ``job`` and return its result record (status done or failed), never raising."""
+    rank, size = mpi_rank_and_size()
+    started = time.time()
+    ctx = TrainContext(job_dir=job_dir, seed=job.seed, fold=job.fold, folds=job.folds,
+                       cv_seed=cv_seed, stratify=stratify, replica=job.replica,
+                       rank=rank, size=size, threads=threads)
+    record: dict[str, Any] = {
+        "job_id": job.id, "point": job.point, "fold": job.fold, "replica": job.replica,
+        "attempt": attempt, "host": socket.gethostname(), "ranks": size,
+        "started": started,
+    }
+    try:
+        outcome = train_job(benchmark, job.params, ctx, base_dir)
+        metrics = outcome.get("metrics", {})
+        if metric not in metrics:
+            raise KeyError(f"the model did not report metric {metric!r}; it reported "
+                           f"{', '.join(sorted(metrics)) or 'nothing'}")
+        record.update(outcome)
+        record["status"] = "done"
+        record["error"] = None
+    except Exception as exc:  # a failing model fails its job, never the sweep
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc()[-4000:]
+        record.setdefault("metrics", {})
+    record["ended"] = time.time()
+    record["duration_s"] = round(record["ended"] - started, 3)
+    return record

@@ -1,0 +1,26 @@
+"""Local launch: a plain process for one rank, ``mpirun -np R --bind-to none`` for more."""
+
+from __future__ import annotations
+
+import os
+
+from candle.launch._base import LaunchRequest, job_argv
+
+
+class LocalLauncher:
+    """Runs on this machine. mpirun flags follow what works on small nodes: no binding
+    (2 cores would otherwise serialise ranks), and root allowed when we are root."""
+
+    def __init__(self, mpirun: str = "mpirun", oversubscribe: bool = False) -> None:
+        self.mpirun = mpirun
+        self.oversubscribe = oversubscribe
+
+    def argv(self, request: LaunchRequest) -> list[str]:
+        if request.ranks == 1:
+            return job_argv(request)
+        argv = [self.mpirun, "-np", str(request.ranks), "--bind-to", "none"]
+        if self.oversubscribe:
+            argv.append("--oversubscribe")
+        if os.geteuid() == 0:
+            argv.append("--allow-run-as-root")
+        return [*argv, *job_argv(request)]

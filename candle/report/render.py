@@ -1,0 +1,141 @@
+"""Terminal rendering for the CLI (rich). The data comes from status/summary modules."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from benchmarks._base import BenchmarkDef
+from candle.plan.jobs import Job
+from candle.report.status import RunStatus
+from candle.report.summary import Summary
+from candle.state import JobState
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = 160  # piped or logged: do not squeeze ids and params into 80 columns
+    return console
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
+    console = _console()
+    console.print(f"[bold]{info['name']}[/]: {info['benchmark']}, {info['method']} search")
+    console.print(f"points {info['points']} x folds {info['folds']} x replicas "
+                  f"{info['replicas']} = [bold]{info['jobs']} jobs[/] -> {info['run_dir']}")
+    if not jobs:
+        return
+    names = sorted({k for j in jobs for k in j.point_params})
+    table = Table(title=f"first {len(jobs)} jobs")
+    for column in ("job", "point", "fold", "replica", "seed", *names):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(job.id, str(job.point), _fmt(job.fold), str(job.replica), str(job.seed),
+                      *(_fmt(job.point_params.get(n, "")) for n in names))
+    console.print(table)
+
+
+class RunProgress:
+    """A progress bar on stderr fed by supervisor events."""
+
+    def __init__(self, name: str) -> None:
+        self.console = _console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+            console=self.console, transient=False,
+        )
+        self.task = self.progress.add_task(name, total=None, detail="planning")
+        self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0}
+
+    def __enter__(self) -> RunProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def planned(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def event(self, kind: str, job: Job, result: dict[str, Any] | None) -> None:
+        if kind == "started":
+            self.counts["running"] += 1
+        elif kind in ("done", "failed", "retry"):
+            self.counts["running"] -= 1
+            self.counts[kind] += 1
+            if kind == "failed" or kind == "retry":
+                error = (result or {}).get("error", "")
+                self.console.print(f"[red]job {job.id} {kind}[/]: {error}")
+        if kind in ("done", "failed", "skipped"):
+            self.progress.advance(self.task)
+        c = self.counts
+        self.progress.update(self.task, detail=f"running {c['running']}, done {c['done']}, "
+                                                f"failed {c['failed']}, retries {c['retry']}")
+
+
+def print_status(status: RunStatus) -> None:
+    console = _console()
+    parts = [f"{s.value} {status.counts.get(s, 0)}" for s in JobState]
+    console.print(f"[bold]{status.name}[/]: {status.total} jobs: " + ", ".join(parts))
+    for failure in status.failures:
+        console.print(f"\n[red]failed[/] {failure.job_id} (attempt {failure.attempt}): "
+                      f"{failure.error}")
+        for line in failure.log_tail:
+            console.print(f"  | {line}", markup=False)
+
+
+def print_summary(summary: Summary) -> None:
+    console = _console()
+    names = sorted({k for r in summary.rows for k in r.params})
+    arrow = "lower" if summary.direction == "minimize" else "higher"
+    table = Table(title=f"{summary.metric} ({arrow} is better)")
+    for column in ("", "point", *names, f"{summary.metric} mean ± std", "n", "failed"):
+        table.add_column(column)
+    for row in summary.rows:
+        value = "-" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
+        table.add_row("*" if row.best else "", str(row.point),
+                      *(_fmt(row.params.get(n, "")) for n in names),
+                      value, str(row.n), str(row.failed))
+    console.print(table)
+
+
+def summary_csv(summary: Summary) -> str:
+    names = sorted({k for r in summary.rows for k in r.params})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["best", "point", *names, "metric", "mean", "std", "n", "failed"])
+    for row in summary.rows:
+        writer.writerow([int(row.best), row.point, *(_fmt(row.params.get(n, "")) for n in names),
+                         summary.metric, "" if row.mean is None else repr(row.mean),
+                         "" if row.std is None else repr(row.std), row.n, row.failed])
+    return buffer.getvalue()
+
+
+def print_benchmark_params(definition: BenchmarkDef) -> None:
+    console = _console()
+    console.print(f"\n[bold]{definition.name}[/]: {definition.description}")
+    table = Table(title="parameters (--set NAME=VALUE)")
+    for column in ("name", "type", "default", "help"):
+        table.add_column(column)
+    for param in sorted(definition.params, key=lambda p: p.name):
+        help_text = param.help + (f" ({'|'.join(param.choices)})" if param.choices else "")
+        table.add_row(param.name, param.type, _fmt(param.default), help_text)
+    console.print(table)

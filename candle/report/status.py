@@ -1,0 +1,51 @@
+"""`candle status`: how many jobs are in which state, and why the failed ones failed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from candle.state import JobState
+from candle.store.run_store import RunStore
+
+
+@dataclass
+class Failure:
+    job_id: str
+    error: str
+    attempt: int
+    log_tail: list[str]
+
+
+@dataclass
+class RunStatus:
+    name: str
+    total: int
+    counts: Counter[JobState] = field(default_factory=Counter)
+    failures: list[Failure] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "total": self.total,
+            "counts": {s.value: self.counts.get(s, 0) for s in JobState},
+            "failures": [f.__dict__ for f in self.failures],
+        }
+
+
+def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
+    store.require()
+    status = RunStatus(name=str(store.meta().get("name", store.root.name)), total=0)
+    for job in store.jobs():
+        status.total += 1
+        state = store.state(job.id)
+        status.counts[state] += 1
+        if state is JobState.FAILED:
+            result = store.result(job.id) or {}
+            status.failures.append(Failure(
+                job_id=job.id,
+                error=str(result.get("error", "unknown error")),
+                attempt=int(result.get("attempt", 0)),
+                log_tail=store.log_tail(job.id, tail_lines),
+            ))
+    return status

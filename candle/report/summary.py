@@ -1,0 +1,81 @@
+"""`candle summary`: one row per search point, metric mean ± std over folds and replicas."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from candle.state import JobState
+from candle.store.run_store import RunStore
+
+
+@dataclass
+class PointRow:
+    point: int
+    params: dict[str, Any]
+    mean: float | None
+    std: float | None
+    n: int
+    failed: int
+    pending: int
+    best: bool = False
+
+    def to_dict(self, metric: str) -> dict[str, Any]:
+        return {"point": self.point, "params": self.params, "metric": metric,
+                "mean": self.mean, "std": self.std, "n": self.n, "failed": self.failed,
+                "pending": self.pending, "best": self.best}
+
+
+@dataclass
+class Summary:
+    metric: str
+    direction: str
+    rows: list[PointRow]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def summarise(store: RunStore) -> Summary:
+    store.require()
+    meta = store.meta()
+    metric, direction = str(meta["metric"]), str(meta["direction"])
+    values: dict[int, list[float]] = defaultdict(list)
+    params: dict[int, dict[str, Any]] = {}
+    failed: dict[int, int] = defaultdict(int)
+    pending: dict[int, int] = defaultdict(int)
+    for job in store.jobs():
+        params.setdefault(job.point, job.point_params)
+        result = store.result(job.id)
+        if result is not None and result.get("status") == "done":
+            value = result.get("metrics", {}).get(metric)
+            if isinstance(value, int | float) and math.isfinite(value):
+                values[job.point].append(float(value))
+            else:
+                failed[job.point] += 1
+        elif result is not None:
+            failed[job.point] += 1
+        elif store.state(job.id) is not JobState.DONE:
+            pending[job.point] += 1
+    rows = []
+    for point, point_params in params.items():
+        if values[point]:
+            mean, std = mean_std(values[point])
+            rows.append(PointRow(point, point_params, mean, std, len(values[point]),
+                                 failed[point], pending[point]))
+        else:
+            rows.append(PointRow(point, point_params, None, None, 0, failed[point],
+                                 pending[point]))
+    sign = 1.0 if direction == "minimize" else -1.0
+    rows.sort(key=lambda r: (r.mean is None, sign * (r.mean or 0.0), r.point))
+    if rows and rows[0].mean is not None:
+        rows[0].best = True
+    return Summary(metric, direction, rows)

@@ -1,0 +1,94 @@
+"""The typed sweep: what a validated sweep.yaml becomes. No YAML, no schedulers, no TF."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A finite list of values (grid axis, or a categorical for random search)."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A float in [low, high], sampled uniformly or log-uniformly."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer in [low, high] (inclusive), optionally log-scaled or stepped."""
+
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+Dimension = Choice | Uniform | IntRange
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    method: str  # grid | random | list
+    space: dict[str, Dimension]
+    points: tuple[dict[str, Any], ...]
+    trials: int
+    seed: int
+    metric: str
+    direction: str  # minimize | maximize
+
+
+@dataclass(frozen=True)
+class CVSpec:
+    folds: int
+    seed: int
+    stratify: bool
+
+
+@dataclass(frozen=True)
+class UQSpec:
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    scheduler: str
+    ranks_per_job: int
+    max_concurrent: int
+    walltime: str
+    nodes: int
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep. ``source`` is the file it came from; ``base_dir`` its folder."""
+
+    name: str
+    benchmark: str
+    params: dict[str, Any]
+    search: SearchSpec
+    cv: CVSpec | None
+    uq: UQSpec | None
+    resources: Resources
+    retries: int
+    store: Path
+    source: Path
+    base_dir: Path
+    text: str = field(repr=False, default="")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store / self.name
+
+    @property
+    def is_user_model(self) -> bool:
+        return ":" in self.benchmark

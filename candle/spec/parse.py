@@ -1,0 +1,305 @@
+"""sweep.yaml → Sweep, with every mistake reported as ``FILE:LINE: KEY: message``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
+from candle.errors import UserError
+from candle.spec.model import (
+    Choice,
+    CVSpec,
+    Dimension,
+    IntRange,
+    Resources,
+    SearchSpec,
+    Sweep,
+    Uniform,
+    UQSpec,
+)
+from candle.spec.yaml_lines import KeyPath, LineMap, load_yaml
+
+TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "resources", "retries", "store")
+SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction")
+CV_KEYS = ("folds", "seed", "stratify")
+UQ_KEYS = ("replicas",)
+RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes")
+METHODS = ("grid", "random", "list")
+SCHEDULERS = ("local",)
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+USER_MODEL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Ctx:
+    """Carries the file and line map so every check can raise a located error."""
+
+    def __init__(self, file: Path, lines: LineMap) -> None:
+        self.file = file
+        self.lines = lines
+
+    def fail(self, path: KeyPath, message: str) -> UserError:
+        key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
+        key = key.replace(".[", "[")
+        return UserError(message, file=self.file, line=self.lines.line(path), key=key or None)
+
+    def mapping(self, value: Any, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                raise self.fail(path, f"keys must be strings, got {key!r}")
+            if key not in allowed:
+                raise self.fail(
+                    (*path, key), f"unknown key; valid keys: {', '.join(allowed)}"
+                )
+        return dict(value)
+
+    def integer(self, value: Any, path: KeyPath, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"expected an integer, got {_kind(value)} {value!r}")
+        if value < minimum:
+            raise self.fail(path, f"must be >= {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, path: KeyPath) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"expected a number, got {_kind(value)} {value!r}")
+        return float(value)
+
+    def string(self, value: Any, path: KeyPath, choices: tuple[str, ...] | None = None) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a string, got {_kind(value)} {value!r}")
+        if choices is not None and value not in choices:
+            raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def boolean(self, value: Any, path: KeyPath) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_kind(value)} {value!r}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "a mapping", list: "a list", str: "a string", int: "an integer",
+        float: "a number", bool: "a boolean", type(None): "nothing",
+    }.get(type(value), type(value).__name__)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep file; raise UserError on the first problem."""
+    file = Path(path)
+    data, lines, text = load_yaml(file)
+    ctx = _Ctx(file, lines)
+    if data is None:
+        raise UserError("the file is empty; a sweep needs at least name and benchmark", file=file)
+    top = ctx.mapping(data, (), TOP_KEYS)
+    for required in ("name", "benchmark"):
+        if required not in top:
+            raise ctx.fail((), f"missing required key '{required}'")
+
+    name = ctx.string(top["name"], ("name",))
+    if not NAME_RE.match(name):
+        raise ctx.fail(("name",), "use letters, digits, '.', '_' or '-' (it names a directory)")
+    benchmark = ctx.string(top["benchmark"], ("benchmark",))
+    definition = _benchmark(ctx, benchmark)
+
+    params = _params(ctx, top.get("params"), definition)
+    search = _search(ctx, top.get("search"), definition)
+    cv = _cv(ctx, top.get("cv"))
+    uq = _uq(ctx, top.get("uq"))
+    resources = _resources(ctx, top.get("resources"))
+    retries = ctx.integer(top.get("retries", 1), ("retries",), 0)
+    store_raw = ctx.string(top.get("store", "runs"), ("store",))
+    if not store_raw.strip():
+        raise ctx.fail(("store",), "must not be empty")
+    base_dir = file.resolve().parent
+    store = Path(store_raw).expanduser()
+    if not store.is_absolute():
+        store = base_dir / store
+    return Sweep(
+        name=name, benchmark=benchmark, params=params, search=search, cv=cv, uq=uq,
+        resources=resources, retries=retries, store=store, source=file.resolve(),
+        base_dir=base_dir, text=text,
+    )
+
+
+def _benchmark(ctx: _Ctx, benchmark: str) -> BenchmarkDef | None:
+    if benchmark in BUILTIN:
+        return get_benchmark(benchmark)
+    if USER_MODEL_RE.match(benchmark):
+        return None  # a user model: its parameters are its own business
+    raise ctx.fail(
+        ("benchmark",),
+        f"unknown benchmark {benchmark!r}; use one of {', '.join(sorted(BUILTIN))} "
+        "or 'package.module:function'",
+    )
+
+
+def _check_param(
+    ctx: _Ctx, definition: BenchmarkDef | None, name: str, value: Any, path: KeyPath
+) -> Any:
+    if definition is None:
+        return value
+    param = definition.param(name)
+    if param is None:
+        raise _unknown_param(ctx, definition, name, path)
+    try:
+        return param.coerce(value)
+    except ParamError as exc:
+        raise ctx.fail(path, f"{exc}") from None
+
+
+def _unknown_param(ctx: _Ctx, definition: BenchmarkDef, name: str, path: KeyPath) -> UserError:
+    known = ", ".join(sorted(p.name for p in definition.params))
+    return ctx.fail(path, f"benchmark {definition.name} has no parameter {name!r}; "
+                          f"its parameters: {known}")
+
+
+def _params(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ctx.fail(("params",), f"expected a mapping, got {_kind(raw)}")
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str):
+            raise ctx.fail(("params",), f"parameter names must be strings, got {name!r}")
+        out[name] = _check_param(ctx, definition, name, value, ("params", name))
+    return out
+
+
+def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
+    if raw is None:
+        raw = {"method": "list", "points": [{}]}
+    s = ctx.mapping(raw, ("search",), SEARCH_KEYS)
+    method = ctx.string(s.get("method", "grid"), ("search", "method"), METHODS)
+    metric = ctx.string(s.get("metric", "val_loss"), ("search", "metric"))
+    direction = ctx.string(
+        s.get("direction", "minimize"), ("search", "direction"), ("minimize", "maximize")
+    )
+    seed = ctx.integer(s.get("seed", 0), ("search", "seed"), 0)
+    trials = ctx.integer(s.get("trials", 10), ("search", "trials"), 1)
+    space: dict[str, Dimension] = {}
+    points: tuple[dict[str, Any], ...] = ()
+
+    if method == "list":
+        if "points" not in s:
+            raise ctx.fail(("search",), "method list needs 'points'")
+        raw_points = s["points"]
+        if not isinstance(raw_points, list) or not raw_points:
+            raise ctx.fail(("search", "points"), "expected a non-empty list of mappings")
+        checked = []
+        for i, point in enumerate(raw_points):
+            if point is None:
+                point = {}
+            if not isinstance(point, Mapping):
+                raise ctx.fail(("search", "points", i), f"expected a mapping, got {_kind(point)}")
+            checked.append({
+                str(k): _check_param(ctx, definition, str(k), v, ("search", "points", i, str(k)))
+                for k, v in point.items()
+            })
+        points = tuple(checked)
+    else:
+        if "space" not in s:
+            raise ctx.fail(("search",), f"method {method} needs 'space'")
+        raw_space = s["space"]
+        if not isinstance(raw_space, Mapping) or not raw_space:
+            raise ctx.fail(("search", "space"), "expected a non-empty mapping of parameters")
+        for name, spec in raw_space.items():
+            path: KeyPath = ("search", "space", str(name))
+            if definition is not None and definition.param(str(name)) is None:
+                raise _unknown_param(ctx, definition, str(name), path)
+            space[str(name)] = _dimension(ctx, spec, path, method, definition, str(name))
+    return SearchSpec(method=method, space=space, points=points, trials=trials, seed=seed,
+                      metric=metric, direction=direction)
+
+
+def _dimension(
+    ctx: _Ctx, spec: Any, path: KeyPath, method: str, definition: BenchmarkDef | None, name: str
+) -> Dimension:
+    if isinstance(spec, list):
+        if not spec:
+            raise ctx.fail(path, "empty list of values")
+        values = tuple(
+            _check_param(ctx, definition, name, v, (*path, i)) for i, v in enumerate(spec)
+        )
+        return Choice(values)
+    if isinstance(spec, Mapping):
+        if method == "grid":
+            raise ctx.fail(path, "grid search needs a list of values; distributions are "
+                                 "for method random")
+        kinds = [k for k in spec if k in DISTRIBUTIONS]
+        extra = [k for k in spec if k not in (*DISTRIBUTIONS, "log", "step")]
+        if len(kinds) != 1 or extra:
+            raise ctx.fail(path, f"a distribution is one of {', '.join(DISTRIBUTIONS)} "
+                                 "(plus optional log, step)")
+        kind = kinds[0]
+        log = ctx.boolean(spec.get("log", False), (*path, "log"))
+        if kind == "choice":
+            return _dimension(ctx, spec[kind], (*path, kind), "grid", definition, name)
+        bounds = spec[kind]
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise ctx.fail((*path, kind), "expected [low, high]")
+        low: float
+        high: float
+        if kind == "int":
+            ilow = ctx.integer(bounds[0], (*path, kind, 0), -(2**62))
+            ihigh = ctx.integer(bounds[1], (*path, kind, 1), -(2**62))
+            step = ctx.integer(spec.get("step", 1), (*path, "step"), 1)
+            dim: Dimension = IntRange(ilow, ihigh, log, step)
+            low, high = ilow, ihigh
+        else:
+            low = ctx.number(bounds[0], (*path, kind, 0))
+            high = ctx.number(bounds[1], (*path, kind, 1))
+            if "step" in spec:
+                raise ctx.fail((*path, "step"), "step is only for int distributions")
+            dim = Uniform(low, high, log or kind == "loguniform")
+        if low > high:
+            raise ctx.fail((*path, kind), f"low {low} is greater than high {high}")
+        if (log or kind == "loguniform") and low <= 0:
+            raise ctx.fail((*path, kind), "log scale needs low > 0")
+        if definition is not None:
+            p = definition.param(name)
+            if p is not None and p.type not in ("int", "float"):
+                raise ctx.fail(path, f"parameter {name} is {p.type}; use a list of values")
+        return dim
+    raise ctx.fail(path, f"expected a list of values or a distribution, got {_kind(spec)}")
+
+
+def _cv(ctx: _Ctx, raw: Any) -> CVSpec | None:
+    if raw is None:
+        return None
+    c = ctx.mapping(raw, ("cv",), CV_KEYS)
+    folds = ctx.integer(c.get("folds", 5), ("cv", "folds"), 2)
+    seed = ctx.integer(c.get("seed", 0), ("cv", "seed"), 0)
+    stratify = ctx.boolean(c.get("stratify", True), ("cv", "stratify"))
+    return CVSpec(folds, seed, stratify)
+
+
+def _uq(ctx: _Ctx, raw: Any) -> UQSpec | None:
+    if raw is None:
+        return None
+    u = ctx.mapping(raw, ("uq",), UQ_KEYS)
+    return UQSpec(ctx.integer(u.get("replicas", 1), ("uq", "replicas"), 1))
+
+
+def _resources(ctx: _Ctx, raw: Any) -> Resources:
+    r = ctx.mapping(raw if raw is not None else {}, ("resources",), RESOURCE_KEYS)
+    scheduler = r.get("scheduler", "local")
+    if scheduler in ("slurm", "pbs"):
+        raise ctx.fail(("resources", "scheduler"), f"scheduler {scheduler} is not supported "
+                                                   "yet; use local")
+    scheduler = ctx.string(scheduler, ("resources", "scheduler"), SCHEDULERS)
+    ranks = ctx.integer(r.get("ranks_per_job", 1), ("resources", "ranks_per_job"), 1)
+    concurrent = ctx.integer(r.get("max_concurrent", 1), ("resources", "max_concurrent"), 1)
+    nodes = ctx.integer(r.get("nodes", 1), ("resources", "nodes"), 1)
+    walltime = r.get("walltime", "01:00:00")
+    if not isinstance(walltime, str) or not WALLTIME_RE.match(walltime):
+        raise ctx.fail(("resources", "walltime"), f"expected [D-]HH:MM:SS, got {walltime!r}")
+    return Resources(scheduler, ranks, concurrent, walltime, nodes)

@@ -1,0 +1,174 @@
+"""The run directory on the shared filesystem: the single source of truth for a sweep.
+
+Layout::
+
+    <store>/<name>/
+        sweep.yaml          copy of the sweep as last run
+        run.json            benchmark, metric, direction, counts
+        plan.jsonl          one Job record per line
+        jobs/<id>/params.json, log.txt, result.json, running.json, ckpt/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from candle.errors import UserError
+from candle.plan.jobs import Job
+from candle.state import JobState
+from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
+
+RESULT = "result.json"
+RUNNING = "running.json"
+
+
+class RunStore:
+    """Reads and writes one run directory; every write is atomic."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- creation -----------------------------------------------------------------------
+    def initialise(self, sweep_text: str, meta: dict[str, Any], jobs: Iterable[Job]) -> int:
+        """Write the sweep copy, run.json and plan.jsonl; return the number of jobs."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "jobs").mkdir(exist_ok=True)
+        lines = [json.dumps(job.to_record(), sort_keys=True) for job in jobs]
+        atomic_write_text(self.root / "plan.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+        atomic_write_text(self.root / "sweep.yaml", sweep_text)
+        atomic_write_json(self.root / "run.json", {**meta, "jobs": len(lines)})
+        return len(lines)
+
+    def exists(self) -> bool:
+        return (self.root / "plan.jsonl").is_file() and (self.root / "run.json").is_file()
+
+    def require(self) -> RunStore:
+        if not self.exists():
+            raise UserError("not a candle run directory (no plan.jsonl / run.json)",
+                            file=self.root)
+        return self
+
+    # -- reading ------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        data: dict[str, Any] = read_json(self.root / "run.json")
+        return data
+
+    def jobs(self) -> Iterator[Job]:
+        with (self.root / "plan.jsonl").open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield Job.from_record(json.loads(line))
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / "jobs" / job_id
+
+    def log_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "log.txt"
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        path = self.job_dir(job_id) / RESULT
+        try:
+            data: dict[str, Any] = read_json(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable: treat as not finished, the job will re-run
+        return data
+
+    def state(self, job_id: str) -> JobState:
+        result = self.result(job_id)
+        if result is not None:
+            return JobState.DONE if result.get("status") == "done" else JobState.FAILED
+        if self._running_alive(job_id):
+            return JobState.RUNNING
+        return JobState.PENDING
+
+    def _running_alive(self, job_id: str) -> bool:
+        try:
+            marker = read_json(self.job_dir(job_id) / RUNNING)
+        except (OSError, ValueError):
+            return False
+        if marker.get("host") != socket.gethostname():
+            return True  # cannot check a process on another node: trust the marker
+        try:
+            os.kill(int(marker.get("pid", -1)), 0)
+        except (ProcessLookupError, ValueError):
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def log_tail(self, job_id: str, lines: int = 10) -> list[str]:
+        try:
+            with self.log_path(job_id).open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - 16384))
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
+
+    # -- writing (supervisor and rank 0 only) -------------------------------------------
+    def write_params(self, job: Job) -> None:
+        atomic_write_json(self.job_dir(job.id) / "params.json", job.to_record())
+
+    def write_result(self, job_id: str, result: dict[str, Any]) -> None:
+        atomic_write_json(self.job_dir(job_id) / RESULT, result)
+
+    def clear_result(self, job_id: str) -> None:
+        """Before a re-run of a failed job: its old failure must not read as current."""
+        path = self.job_dir(job_id) / RESULT
+        old = self.result(job_id)
+        if old is not None:
+            history = self.job_dir(job_id) / "attempts.jsonl"
+            with history.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(old, sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def mark_running(self, job_id: str, pid: int, attempt: int) -> None:
+        atomic_write_json(self.job_dir(job_id) / RUNNING,
+                          {"pid": pid, "host": socket.gethostname(), "attempt": attempt})
+
+    def clear_running(self, job_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.job_dir(job_id) / RUNNING).unlink()
+
+    def previous_attempts(self, job_id: str) -> int:
+        path = self.job_dir(job_id) / "attempts.jsonl"
+        try:
+            with path.open(encoding="utf-8") as handle:
+                return sum(1 for line in handle if line.strip())
+        except FileNotFoundError:
+            return 0
+
+    @contextlib.contextmanager
+    def supervisor_lock(self) -> Iterator[None]:
+        """One live supervisor per run directory (flock: released if the process dies)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle: IO[str] = (self.root / ".supervisor.lock").open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                raise UserError(f"another candle run is active on this run ({owner})",
+                                file=self.root) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
