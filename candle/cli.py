@@ -55,12 +55,12 @@ def validate(sweep: Path) -> None:
 @click.option("--show", default=10, show_default=True, help="jobs to list")
 def plan(sweep: Path, fmt: str, show: int) -> None:
     """Dry run: how many points, folds, replicas and jobs SWEEP makes. Writes nothing."""
-    from candle.plan import count_points, iter_jobs
+    from candle.plan import Job, count_points, iter_jobs
     from candle.report.render import print_plan
     from candle.spec import load_sweep
 
     spec = load_sweep(sweep)
-    jobs = []
+    jobs: list[Job] = []
     total = 0
     for job in iter_jobs(spec):
         total += 1

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
-import signal
 import sys
 from pathlib import Path
 
@@ -12,18 +10,7 @@ from candle.job.runner import execute, mpi_rank_and_size
 from candle.plan.jobs import Job
 from candle.store.atomic import read_json
 from candle.store.run_store import RunStore
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """If the supervisor (or mpirun) is SIGKILLed, take this job down too, so a resumed
-    supervisor never finds an orphan writing into the same job directory."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+from candle.supervisor.procs import die_with_parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempt", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()  # ranks under mpirun: die with it
 
     store = RunStore(args.run_dir).require()
     meta = store.meta()

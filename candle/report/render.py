@@ -65,15 +65,20 @@ class RunProgress:
         self.task = self.progress.add_task(name, total=None, detail="planning")
         self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0}
 
+        self.started = False
+
     def __enter__(self) -> RunProgress:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
     def planned(self, total: int) -> None:
-        self.progress.update(self.task, total=total)
+        """Start drawing only once the run is ours (locked) and planned."""
+        self.progress.update(self.task, total=total, detail="")
+        self.progress.start()
+        self.started = True
 
     def event(self, kind: str, job: Job, result: dict[str, Any] | None) -> None:
         if kind == "started":

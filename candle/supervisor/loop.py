@@ -3,6 +3,7 @@ the store. It knows slots and processes, not scheduler syntax."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,10 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from candle.launch._base import LaunchRequest, Launcher
+from candle.launch._base import Launcher, LaunchRequest
 from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.run_store import RunStore
+from candle.supervisor.procs import die_with_parent
 
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 5.0
@@ -77,6 +79,7 @@ class Supervisor:
         for job in jobs:
             state = self.store.state(job.id)
             if state is JobState.DONE:
+                self.store.clear_running(job.id)  # left if a supervisor died at that moment
                 outcome.skipped += 1
                 self.on_event("skipped", job, self.store.result(job.id))
                 continue
@@ -117,7 +120,7 @@ class Supervisor:
         log.flush()
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=self.env,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=die_with_parent)
         store.mark_running(job.id, process.pid, attempt)
         self._running[job.id] = _Running(job, process, log, attempt, tries)
         self.on_event("started", job, None)
@@ -152,7 +155,9 @@ class Supervisor:
         elif code == 0:
             reason = "exited 0 without writing a result"
         else:
-            reason = f"exited with code {code}" + (" (killed: out of memory?)" if code == 137 else "")
+            reason = f"exited with code {code}"
+            if code == 137:
+                reason += " (SIGKILL: out of memory?)"
         return {"job_id": running.job.id, "status": "failed", "error": reason,
                 "exit_code": code, "attempt": running.attempt, "metrics": {},
                 "ended": time.time(), "log_tail": self.store.log_tail(running.job.id, 20)}
@@ -174,7 +179,5 @@ class Supervisor:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -1,0 +1,100 @@
+"""Malformed sweep files: one line `FILE:LINE: KEY: message`, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write
+
+GOOD = """
+name: ok
+benchmark: nt3
+params:
+  epochs: 1
+search:
+  method: grid
+  space:
+    learning_rate: [0.001, 0.01]
+"""
+
+CASES = [
+    # (file text, expected line, expected key, expected words in message)
+    ("name: x\nbenchmark: nt3\nsearch: [unclosed\n", 4, None, "invalid YAML"),
+    ("name: x\nbenchmark: nt3\nbogus: 1\n", 3, "bogus", "valid keys: name, benchmark"),
+    ("name: x\nbenchmark: nt3\nparams:\n  epochs: many\n", 4, "params.epochs",
+     "expected an integer"),
+    ("name: x\nbenchmark: nt3\nparams:\n  epochs: 2\n  lernrate: 0.1\n", 5, "params.lernrate",
+     "has no parameter 'lernrate'; its parameters: activation"),
+    ("name: x\nbenchmark: nt4\n", 2, "benchmark", "unknown benchmark 'nt4'"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: grid\n  space: {}\n", 5, "search.space",
+     "non-empty"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: grid\n  space:\n    dropout: []\n", 6,
+     "search.space.dropout", "empty list"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: grid\n  space:\n"
+     "    dropout: {uniform: [0, 1]}\n", 6, "search.space.dropout", "grid search needs a list"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: random\n  space:\n"
+     "    dropout: {uniform: [0.5, 0.1]}\n", 6, "search.space.dropout.uniform", "greater than"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: anneal\n", 4, "search.method",
+     "expected one of grid, random, list"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: list\n  points:\n    - {dropout: 0.1}\n"
+     "    - {epochz: 3}\n", 7, "search.points[1].epochz", "has no parameter 'epochz'"),
+    ("name: x\nbenchmark: nt3\ncv: {folds: 1}\n", 3, "cv.folds", "must be >= 2"),
+    ("name: x\nbenchmark: nt3\nresources:\n  max_concurrent: 0\n", 4,
+     "resources.max_concurrent", "must be >= 1"),
+    ("name: x\nbenchmark: nt3\nresources:\n  walltime: 30min\n", 4, "resources.walltime",
+     "HH:MM:SS"),
+    ("name: x\nbenchmark: nt3\nresources:\n  scheduler: slurm\n", 4, "resources.scheduler",
+     "not supported yet"),
+    ("name: ../../etc\nbenchmark: nt3\n", 1, "name", "names a directory"),
+    ("benchmark: nt3\n", 1, None, "missing required key 'name'"),
+    ("", None, None, "the file is empty"),
+    ("- just\n- a list\n", 1, None, "expected a mapping"),
+    ("name: x\nbenchmark: nt3\nparams:\n  conv: [16, oops, 1]\n", 4, "params.conv",
+     "expected an integer, got 'oops'"),
+    ("name: x\nbenchmark: nt3\nretries: yes\n", 3, "retries", "expected an integer"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), CASES)
+def test_malformed_sweep_gives_one_line_error(cli, tmp_path: Path, text, line, key, words):  # type: ignore[no-untyped-def]
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(text)
+    for command in ("validate", "plan"):
+        result = cli(command, str(sweep))
+        assert result.code == 2, result
+        assert result.out == ""
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1, result.err
+        message = lines[0]
+        assert "Traceback" not in message
+        prefix = f"{sweep}:{line}: " if line is not None else f"{sweep}: "
+        assert message.startswith(prefix), message
+        if key is not None:
+            assert message[len(prefix):].startswith(f"{key}: "), message
+        assert words in message, message
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_missing_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.code == 2
+    assert result.err.strip() == f"{tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_good_file_validates(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sweep = write(tmp_path / "sweep.yaml", GOOD)
+    result = cli("validate", str(sweep))
+    assert result.code == 0
+    assert "ok (nt3, grid, 2 points)" in result.out
+
+
+def test_user_model_params_are_not_checked_against_a_benchmark(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sweep = write(tmp_path / "sweep.yaml", """
+        name: mine
+        benchmark: "mymodel:fit"
+        params: {anything: 1}
+        search: {method: list, points: [{whatever: [1, 2]}]}
+    """)
+    assert cli("validate", str(sweep)).code == 0
