@@ -14,7 +14,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check candle benchmarks tests workflows
-	$(BIN)/mypy candle
+	$(BIN)/mypy candle benchmarks
 
 test: lint
 	$(BIN)/python -m pytest -q

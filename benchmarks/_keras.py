@@ -100,7 +100,7 @@ def fit(
         initial_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
 
-    class _Record(tf.keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+    class _Record(tf.keras.callbacks.Callback):  # type: ignore[misc]
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             values = {k: float(v) for k, v in (logs or {}).items()}
             for key, value in values.items():
@@ -111,7 +111,8 @@ def fit(
                 ctx.on_epoch(epoch + 1, values)
 
     epochs = int(params["epochs"])
-    callbacks = [_Record(), *params.get("_extra_callbacks", [])]
+    # Extra callbacks first: what they add to the logs (ReduceLROnPlateau's lr) is recorded.
+    callbacks = [*params.get("_extra_callbacks", []), _Record()]
     if initial_epoch < epochs:
         model.fit(
             data.x_train, data.y_train,

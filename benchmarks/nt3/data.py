@@ -26,7 +26,7 @@ def synthesize(params: dict[str, Any]) -> tuple[NDArray[np.float32], NDArray[np.
     n_features = int(params["features"])
     n_samples = int(params["samples"])
     patients = (n_samples + 1) // 2
-    baseline = rng.normal(2.0, 1.0, n_features)
+    baseline = rng.normal(0.0, 2.0, n_features)  # many low genes, a few high: RNA-seq-like
     signal = np.zeros(n_features)
     n_signal = max(1, int(params["signal_genes"] * n_features))
     chosen = rng.choice(n_features, n_signal, replace=False)
@@ -46,7 +46,7 @@ def split_train_test(
 ) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
     rng = np.random.default_rng(seed + 1)
     order = rng.permutation(len(y))
-    n_test = max(1, int(round(test_fraction * len(y))))
+    n_test = max(1, round(test_fraction * len(y)))
     test, train = order[:n_test], order[n_test:]
     return x[train], y[train], x[test], y[test]
 

@@ -1,0 +1,128 @@
+"""Train P1B3 for one job (imported only when a job runs: it pulls in TensorFlow)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from benchmarks._base import TrainContext
+from benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
+from benchmarks.p1b3 import data
+
+_R2: dict[str, Callable[..., Any]] = {}
+
+
+def r2_metric(tf: Any) -> Callable[..., Any]:
+    """Coefficient of determination per batch (candle_keras r2), registered once with
+    Keras so checkpoints that name it load again on resume."""
+    if "r2" not in _R2:
+        backend = tf.keras.backend
+
+        def r2(y_true: Any, y_pred: Any) -> Any:
+            y_true = tf.cast(tf.reshape(y_true, [-1]), y_pred.dtype)
+            y_pred = tf.reshape(y_pred, [-1])
+            ss_res = backend.sum(backend.square(y_true - y_pred))
+            ss_tot = backend.sum(backend.square(y_true - backend.mean(y_true)))
+            return 1.0 - ss_res / (ss_tot + backend.epsilon())
+
+        _R2["r2"] = tf.keras.utils.register_keras_serializable(package="candle_p1b3")(r2)
+    return _R2["r2"]
+
+
+def input_width(params: dict[str, Any]) -> int:
+    """1 (log concentration) + cell features + drug descriptors (synthetic sizes)."""
+    return 1 + int(params["cell_features"]) + int(params["drug_features"])
+
+
+def build_model(tf: Any, params: dict[str, Any], width: int) -> Any:
+    """Upstream p1b3_baseline_keras2: optional Conv1D triples (each + pool), then dense
+    layers (Dense [-> BatchNorm] -> activation -> dropout), then Dense(1), mse + sgd."""
+    layers = tf.keras.layers
+    conv = list(params["conv"])
+    if len(conv) % 3:
+        raise ValueError(f"conv must be (filters, kernel, stride) triples, got {conv}")
+
+    def init() -> Any:
+        # A fresh initializer per layer: upstream's 'normal' is Keras 2 RandomNormal(0, 0.05).
+        name = str(params["initialization"])
+        if name == "normal":
+            return tf.keras.initializers.RandomNormal(mean=0.0, stddev=0.05)
+        return tf.keras.initializers.get(name)
+
+    model = tf.keras.Sequential()
+    model.add(layers.InputLayer(input_shape=(width, 1) if conv else (width,)))
+    for i in range(0, len(conv), 3):
+        filters, kernel, stride = conv[i : i + 3]
+        if filters <= 0 or kernel <= 0 or stride <= 0:
+            break  # upstream stops at the first non-positive triple
+        model.add(layers.Conv1D(filters, kernel, strides=stride, kernel_initializer=init(),
+                                bias_initializer="zeros"))
+        if params["batch_norm"]:
+            model.add(layers.BatchNormalization())
+        model.add(layers.Activation(params["activation"]))
+        if int(params["pool"]):
+            model.add(layers.MaxPooling1D(pool_size=int(params["pool"])))
+    if conv:
+        model.add(layers.Flatten())
+    for units in params["dense"]:
+        if units:
+            model.add(layers.Dense(units, kernel_initializer=init(), bias_initializer="zeros"))
+            if params["batch_norm"]:
+                model.add(layers.BatchNormalization())
+            model.add(layers.Activation(params["activation"]))
+            if params["dropout"]:
+                model.add(layers.Dropout(params["dropout"]))
+    model.add(layers.Dense(1))
+    lr = float(params["learning_rate"]) * float(params.get("_lr_scale", 1.0))
+    model.compile(loss=params["loss"], optimizer=make_optimizer(tf, params["optimizer"], lr),
+                  metrics=["mse", "mae", r2_metric(tf)])
+    return model
+
+
+def build(params: dict[str, Any], width: int | None = None) -> Any:
+    tf = configure_tensorflow(TrainContext(job_dir=".", seed=int(params["rng_seed"])))
+    return build_model(tf, params, width or input_width(params))
+
+
+def batches(tf: Any, dose: data.DoseData, idx: NDArray[np.int64], batch_size: int,
+            channel: bool, shuffle_seed: int | None) -> Any:
+    """A keras Sequence gathering rows per batch (the joined matrix may not fit in memory);
+    training batches are reshuffled every epoch from ``shuffle_seed``."""
+
+    class DoseBatches(tf.keras.utils.Sequence):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = idx.copy()
+            self.rng = np.random.default_rng(shuffle_seed)
+            if shuffle_seed is not None:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return math.ceil(len(self.order) / batch_size)
+
+        def __getitem__(self, i: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+            chosen = self.order[i * batch_size : (i + 1) * batch_size]
+            x = dose.rows(chosen)
+            return (x[..., None] if channel else x), dose.y[chosen][:, None]
+
+        def on_epoch_end(self) -> None:
+            if shuffle_seed is not None:
+                self.rng.shuffle(self.order)
+
+    return DoseBatches()
+
+
+def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
+    tf = configure_tensorflow(ctx)
+    dose = data.load(params, ctx.fold, ctx.folds, ctx.cv_seed)
+    model = build_model(tf, params, dose.width)
+    size = int(params["batch_size"])
+    channel = bool(params["conv"])
+    no_y: Any = None  # the Sequences yield (x, y) themselves
+    arrays = Arrays(batches(tf, dose, dose.train_idx, size, channel, ctx.seed), no_y,
+                    batches(tf, dose, dose.val_idx, size, channel, None), no_y)
+    return fit(tf, model, arrays, params, ctx)

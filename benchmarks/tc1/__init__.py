@@ -1,0 +1,38 @@
+"""TC1: tumour-type classification from RNA-seq expression (Pilot1/TC1), 1-D conv."""
+
+from dataclasses import replace
+
+from benchmarks._base import COMMON_PARAMS, BenchmarkDef, Param
+
+# Upstream tc1_default_model.txt names no learning rate: it compiles optimizer='sgd', i.e.
+# Keras' default SGD, whose learning rate is 0.01.
+_COMMON = tuple(replace(p, default=0.01) if p.name == "learning_rate" else p
+                for p in COMMON_PARAMS)
+
+# Defaults follow upstream Pilot1/TC1/tc1_default_model.txt.
+BENCHMARK = BenchmarkDef(
+    name="tc1",
+    description="tumour type (36 classes), NT3's Conv1D stack on 60,483 expression features",
+    runner="benchmarks.tc1.train",
+    metrics=("loss", "accuracy", "val_loss", "val_accuracy"),
+    params=(
+        *_COMMON,
+        Param("classes", "int", 36, "number of output classes (upstream data uses 18)"),
+        Param("conv", "ints", [128, 20, 1, 128, 10, 1],
+              "conv layers as (filters, kernel, stride) triples"),
+        Param("pool", "ints", [1, 10], "max-pool size after each conv layer (0: none)"),
+        Param("dense", "ints", [200, 20], "units of the dense layers"),
+        Param("activation", "str", "relu", "hidden activation"),
+        Param("out_activation", "str", "softmax", "output activation"),
+        Param("dropout", "float", 0.1, "dropout after each dense layer"),
+        Param("loss", "str", "categorical_crossentropy", "Keras loss"),
+        Param("reduce_lr_patience", "int", 10,
+              "ReduceLROnPlateau(val_loss, factor 0.1) patience in epochs (0: off)"),
+        Param("features", "int", 60483, "synthetic: expression features per sample"),
+        Param("samples", "int", 1500, "synthetic: total samples (train + test)"),
+        Param("signal_genes", "float", 0.02,
+              "synthetic: fraction of genes in each class's expression programme"),
+        Param("signal_strength", "float", 0.8, "synthetic: log-fold change of those genes"),
+        Param("test_fraction", "float", 0.2, "synthetic: held-out test share"),
+    ),
+)

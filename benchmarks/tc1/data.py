@@ -1,0 +1,81 @@
+"""TC1 data: seeded synthetic tumour types, or the upstream type_18_300 CSV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from benchmarks._keras import Arrays, maxabs_scale
+from benchmarks._splits import fold_indices, kfold_assignment
+from benchmarks.io import DataFileError
+from benchmarks.nt3.data import load_csv_pair, split_train_test
+
+TRAIN_FILE = "type_18_300_train.csv"
+TEST_FILE = "type_18_300_test.csv"
+
+
+def synthesize(params: dict[str, Any]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """``classes`` tumour types, each switching its own gene programme up or down.
+
+    Every class owns a random subset (``signal_genes``) of genes shifted by
+    ``signal_strength`` log-fold on a shared log-normal baseline, plus per-sample noise:
+    separable only by combining many genes, like real expression subtypes.
+    """
+    rng = np.random.default_rng(int(params["rng_seed"]))
+    n_features = int(params["features"])
+    n_samples = int(params["samples"])
+    classes = int(params["classes"])
+    if classes < 2 or n_samples < classes:
+        raise ValueError(f"need at least 2 classes and one sample per class, got "
+                         f"classes={classes}, samples={n_samples}")
+    baseline = rng.normal(2.0, 1.0, n_features)
+    n_signal = max(1, int(float(params["signal_genes"]) * n_features))
+    strength = float(params["signal_strength"])
+    y = np.arange(n_samples, dtype=np.int64) % classes
+    rng.shuffle(y)
+    x = np.empty((n_samples, n_features), dtype=np.float32)
+    programmes = np.zeros((classes, n_features), dtype=np.float32)
+    for label in range(classes):
+        genes = rng.choice(n_features, n_signal, replace=False)
+        programmes[label, genes] = rng.choice([-1.0, 1.0], n_signal) * strength
+    for start in range(0, n_samples, 256):  # chunks keep peak memory at 60k features low
+        stop = min(n_samples, start + 256)
+        noise = rng.normal(0.0, 0.5, (stop - start, n_features))
+        x[start:stop] = np.exp(baseline + programmes[y[start:stop]] + noise)
+    return x, y
+
+
+def load(params: dict[str, Any], fold: int | None, folds: int | None, cv_seed: int,
+         stratify: bool) -> Arrays:
+    """Train/validation arrays: upstream validates on the test file; CV folds split train.
+
+    Labels outside 0..classes-1 are a DataFileError naming the file (upstream would fail
+    inside to_categorical instead).
+    """
+    classes = int(params["classes"])
+    if params["data"] == "synthetic":
+        x, y = synthesize(params)
+        x_train, y_train, x_test, y_test = split_train_test(
+            x, y, float(params["test_fraction"]), int(params["rng_seed"]))
+    else:
+        directory = Path(params["data"])
+        x_train, y_train, x_test, y_test = load_csv_pair(directory, TRAIN_FILE, TEST_FILE)
+        for name, labels in ((TRAIN_FILE, y_train), (TEST_FILE, y_test)):
+            bad = labels[(labels < 0) | (labels >= classes)]
+            if bad.size:
+                raise DataFileError(f"{directory / name}: label {int(bad[0])} outside "
+                                    f"0..{classes - 1} (classes={classes})")
+    x_train, x_test = maxabs_scale(x_train, x_test)
+    if fold is not None and folds is not None:
+        assignment = kfold_assignment(len(y_train), folds, cv_seed,
+                                      labels=y_train if stratify else None)
+        train_idx, val_idx = fold_indices(assignment, fold)
+        x_val, y_val = x_train[val_idx], y_train[val_idx]
+        x_train, y_train = x_train[train_idx], y_train[train_idx]
+    else:
+        x_val, y_val = x_test, y_test
+    eye = np.eye(classes, dtype=np.float32)
+    return Arrays(x_train[..., None], eye[y_train], x_val[..., None], eye[y_val])

@@ -1,0 +1,32 @@
+"""Train TC1 for one job (imported only when a job runs: it pulls in TensorFlow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._base import TrainContext
+from benchmarks._keras import configure_tensorflow, fit
+from benchmarks.conv1d import build_conv_classifier
+from benchmarks.tc1 import data
+
+
+def build(params: dict[str, Any], width: int | None = None) -> Any:
+    tf = configure_tensorflow(TrainContext(job_dir=".", seed=int(params["rng_seed"])))
+    return build_conv_classifier(tf, params, width or int(params["features"]))
+
+
+def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
+    """Upstream's run(): the conv classifier plus ReduceLROnPlateau on val_loss."""
+    tf = configure_tensorflow(ctx)
+    arrays = data.load(params, ctx.fold, ctx.folds, ctx.cv_seed, ctx.stratify)
+    model = build_conv_classifier(tf, params, arrays.x_train.shape[1])
+    run_params = dict(params)  # the caller's dict stays untouched
+    patience = int(params["reduce_lr_patience"])
+    if patience > 0:
+        # upstream: ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience=10,
+        # epsilon=0.0001, cooldown=0, min_lr=0); `epsilon` is `min_delta` in tf.keras.
+        reduce_lr = tf.keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.1, patience=patience, min_delta=1e-4,
+            cooldown=0, min_lr=0.0)
+        run_params["_extra_callbacks"] = [reduce_lr, *params.get("_extra_callbacks", [])]
+    return fit(tf, model, arrays, run_params, ctx)
