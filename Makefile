@@ -13,7 +13,7 @@ demo: setup
 	$(BIN)/candle status workflows/runs/nt3-grid-small
 
 lint: setup
-	$(BIN)/ruff check candle benchmarks tests workflows
+	$(BIN)/ruff check candle benchmarks tests workflows scripts
 	$(BIN)/mypy candle benchmarks
 
 test: lint

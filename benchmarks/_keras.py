@@ -69,16 +69,34 @@ class Checkpoints:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch:04d}.keras"
-        tmp = self.dir / f".{name}.tmp.keras"
-        model.save(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.dir / name)
+        self._save_model(model, name)
+        monitor = "val_loss" if "val_loss" in history else "loss"
+        best = self.best()
+        value = history.get(monitor, [float("nan")])[-1]
+        if best is None or value < best["value"]:
+            self._save_model(model, "best.keras")
+            atomic_write_json(self.dir / "best.json",
+                              {"epoch": epoch, "monitor": monitor, "value": value})
         atomic_write_json(self.dir / "state.json",
                           {"epoch": epoch, "file": name, "history": history})
         kept = sorted(self.dir.glob("epoch-*.keras"))
         for old in kept[: -self.keep]:
             old.unlink(missing_ok=True)
+
+    def _save_model(self, model: Any, name: str) -> None:
+        tmp = self.dir / f".{name}.tmp.keras"
+        model.save(tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.dir / name)
+
+    def best(self) -> dict[str, Any] | None:
+        """The lowest val_loss (or loss) seen so far, kept as best.keras beside the last N."""
+        try:
+            data: dict[str, Any] = json.loads((self.dir / "best.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -187,6 +187,35 @@ def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
     _train_foreground(benchmark, params, out)
 
 
+@cli.group()
+def data() -> None:
+    """Benchmark data: write synthetic files in the upstream formats."""
+
+
+@data.command("synth")
+@click.argument("benchmark")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="directory")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="sizes and seed, e.g. --set features=2000 --set samples=300")
+def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
+    """Write BENCHMARK's synthetic data set as upstream files into --out."""
+    from benchmarks._base import builtin_names, get_benchmark
+    from benchmarks.synth_files import write_synthetic
+    from candle.params import parse_set, resolve
+
+    if benchmark not in builtin_names():
+        raise UserError(f"unknown benchmark {benchmark!r}; use one of "
+                        f"{', '.join(builtin_names())}")
+    params = resolve(get_benchmark(benchmark), [("--set", dict(parse_set(s) for s in sets))])
+    try:
+        written = write_synthetic(benchmark, out, params)
+    except OSError as exc:
+        raise UserError(f"cannot write: {exc.strerror or exc}", file=out) from None
+    for path in written:
+        click.echo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+    click.echo(f"use it with: params: {{data: {out}}}")
+
+
 def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) -> None:
     from benchmarks._base import TrainContext
     from candle.job.runner import train_job

@@ -96,4 +96,25 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:
     assert result["resumed_from_epoch"] == killed_at
     assert result["epochs_run"] == 6 - killed_at
     assert len(result["history"]["loss"]) == 6
-    assert len(list((job_dir / "ckpt").glob("epoch-*.keras"))) <= 2
+    assert len(list((job_dir / "ckpt").glob("epoch-*.keras"))) <= 2  # ckpt_keep_limit
+    best = json.loads((job_dir / "ckpt" / "best.json").read_text())
+    assert best["monitor"] == "val_loss"
+    assert best["value"] == min(result["history"]["val_loss"][: best["epoch"]])
+    assert (job_dir / "ckpt" / "best.keras").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_restart_modes(tmp_path: Path) -> None:
+    from benchmarks.nt3.train import train
+
+    tiny = params(epochs=2, features=120, samples=60, conv=[4, 20, 1, 4, 10, 1], dense=[4, 2])
+    with pytest.raises(RuntimeError, match="ckpt_restart_mode=required but no checkpoint"):
+        train({**tiny, "ckpt_restart_mode": "required"}, TrainContext(job_dir=tmp_path, seed=1))
+    first = train(tiny, TrainContext(job_dir=tmp_path, seed=1))
+    assert first["resumed_from_epoch"] == 0 and first["epochs_run"] == 2
+    more = train({**tiny, "epochs": 3, "ckpt_restart_mode": "required"},
+                 TrainContext(job_dir=tmp_path, seed=1))
+    assert more["resumed_from_epoch"] == 2 and more["epochs_run"] == 1
+    fresh = train({**tiny, "ckpt_restart_mode": "off"}, TrainContext(job_dir=tmp_path, seed=1))
+    assert fresh["resumed_from_epoch"] == 0 and fresh["epochs_run"] == 2
