@@ -135,6 +135,18 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("scale_lr_by_ranks", "bool", True, "multiply learning_rate by the Horovod size"),
 )
 
+# The upstream NT3/TC1 Conv1D classifier's own parameters (both benchmarks share them).
+CONV_CLASSIFIER_PARAMS: tuple[Param, ...] = (
+    Param("conv", "ints", [128, 20, 1, 128, 10, 1],
+          "conv layers as (filters, kernel, stride) triples"),
+    Param("pool", "ints", [1, 10], "max-pool size after each conv layer (0: none)"),
+    Param("dense", "ints", [200, 20], "units of the dense layers"),
+    Param("activation", "str", "relu", "hidden activation"),
+    Param("out_activation", "str", "softmax", "output activation"),
+    Param("dropout", "float", 0.1, "dropout after each dense layer"),
+    Param("loss", "str", "categorical_crossentropy", "Keras loss"),
+)
+
 BUILTIN = {
     "nt3": "benchmarks.nt3",
     "tc1": "benchmarks.tc1",

@@ -1,6 +1,6 @@
 """NT3: normal vs tumour classification from RNA-seq expression (Pilot1/NT3), 1-D conv."""
 
-from benchmarks._base import COMMON_PARAMS, BenchmarkDef, Param
+from benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
 
 # Defaults follow upstream Pilot1/NT3/nt3_default_model.txt.
 BENCHMARK = BenchmarkDef(
@@ -11,14 +11,7 @@ BENCHMARK = BenchmarkDef(
     params=(
         *COMMON_PARAMS,
         Param("classes", "int", 2, "number of output classes"),
-        Param("conv", "ints", [128, 20, 1, 128, 10, 1],
-              "conv layers as (filters, kernel, stride) triples"),
-        Param("pool", "ints", [1, 10], "max-pool size after each conv layer (0: none)"),
-        Param("dense", "ints", [200, 20], "units of the dense layers"),
-        Param("activation", "str", "relu", "hidden activation"),
-        Param("out_activation", "str", "softmax", "output activation"),
-        Param("dropout", "float", 0.1, "dropout after each dense layer"),
-        Param("loss", "str", "categorical_crossentropy", "Keras loss"),
+        *CONV_CLASSIFIER_PARAMS,
         Param("features", "int", 60483, "synthetic: expression features per sample"),
         Param("samples", "int", 1400, "synthetic: total samples (train + test)"),
         Param("signal_genes", "float", 0.1, "synthetic: fraction of genes that differ"),

@@ -73,6 +73,18 @@ def load_csv_pair(directory: Path, train: str, test: str) -> tuple[
     return x_train, y_train, x_test, y_test
 
 
+def _check_labels(directory: Path, files: tuple[str, str],
+                  labels: tuple[NDArray[np.int64], NDArray[np.int64]], classes: int) -> None:
+    """A label outside 0..classes-1 names its file (to_categorical would fail obscurely)."""
+    from benchmarks.io import DataFileError
+
+    for name, values in zip(files, labels, strict=True):
+        bad = values[(values < 0) | (values >= classes)]
+        if bad.size:
+            raise DataFileError(f"{directory / name}: label {int(bad[0])} outside "
+                                f"0..{classes - 1} (classes={classes})")
+
+
 def load(params: dict[str, Any], fold: int | None, folds: int | None, cv_seed: int,
          stratify: bool, classes: int,
          files: tuple[str, str] = (TRAIN_FILE, TEST_FILE),
@@ -83,7 +95,9 @@ def load(params: dict[str, Any], fold: int | None, folds: int | None, cv_seed: i
         x_train, y_train, x_test, y_test = split_train_test(
             x, y, float(params["test_fraction"]), int(params["rng_seed"]))
     else:
-        x_train, y_train, x_test, y_test = load_csv_pair(Path(params["data"]), *files)
+        directory = Path(params["data"])
+        x_train, y_train, x_test, y_test = load_csv_pair(directory, *files)
+        _check_labels(directory, files, (y_train, y_test), classes)
     x_train, x_test = maxabs_scale(x_train, x_test)
     if fold is not None and folds is not None:
         assignment = kfold_assignment(len(y_train), folds, cv_seed,

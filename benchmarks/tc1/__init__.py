@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from benchmarks._base import COMMON_PARAMS, BenchmarkDef, Param
+from benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
 
 # Upstream tc1_default_model.txt names no learning rate: it compiles optimizer='sgd', i.e.
 # Keras' default SGD, whose learning rate is 0.01.
@@ -18,14 +18,7 @@ BENCHMARK = BenchmarkDef(
     params=(
         *_COMMON,
         Param("classes", "int", 36, "number of output classes (upstream data uses 18)"),
-        Param("conv", "ints", [128, 20, 1, 128, 10, 1],
-              "conv layers as (filters, kernel, stride) triples"),
-        Param("pool", "ints", [1, 10], "max-pool size after each conv layer (0: none)"),
-        Param("dense", "ints", [200, 20], "units of the dense layers"),
-        Param("activation", "str", "relu", "hidden activation"),
-        Param("out_activation", "str", "softmax", "output activation"),
-        Param("dropout", "float", 0.1, "dropout after each dense layer"),
-        Param("loss", "str", "categorical_crossentropy", "Keras loss"),
+        *CONV_CLASSIFIER_PARAMS,
         Param("reduce_lr_patience", "int", 10,
               "ReduceLROnPlateau(val_loss, factor 0.1) patience in epochs (0: off)"),
         Param("features", "int", 60483, "synthetic: expression features per sample"),

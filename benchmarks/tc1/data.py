@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._keras import Arrays, maxabs_scale
-from benchmarks._splits import fold_indices, kfold_assignment
-from benchmarks.io import DataFileError
-from benchmarks.nt3.data import load_csv_pair, split_train_test
+from benchmarks._keras import Arrays
+from benchmarks.nt3 import data as nt3_data
 
 TRAIN_FILE = "type_18_300_train.csv"
 TEST_FILE = "type_18_300_test.csv"
@@ -50,32 +47,7 @@ def synthesize(params: dict[str, Any]) -> tuple[NDArray[np.float32], NDArray[np.
 
 def load(params: dict[str, Any], fold: int | None, folds: int | None, cv_seed: int,
          stratify: bool) -> Arrays:
-    """Train/validation arrays: upstream validates on the test file; CV folds split train.
-
-    Labels outside 0..classes-1 are a DataFileError naming the file (upstream would fail
-    inside to_categorical instead).
-    """
-    classes = int(params["classes"])
-    if params["data"] == "synthetic":
-        x, y = synthesize(params)
-        x_train, y_train, x_test, y_test = split_train_test(
-            x, y, float(params["test_fraction"]), int(params["rng_seed"]))
-    else:
-        directory = Path(params["data"])
-        x_train, y_train, x_test, y_test = load_csv_pair(directory, TRAIN_FILE, TEST_FILE)
-        for name, labels in ((TRAIN_FILE, y_train), (TEST_FILE, y_test)):
-            bad = labels[(labels < 0) | (labels >= classes)]
-            if bad.size:
-                raise DataFileError(f"{directory / name}: label {int(bad[0])} outside "
-                                    f"0..{classes - 1} (classes={classes})")
-    x_train, x_test = maxabs_scale(x_train, x_test)
-    if fold is not None and folds is not None:
-        assignment = kfold_assignment(len(y_train), folds, cv_seed,
-                                      labels=y_train if stratify else None)
-        train_idx, val_idx = fold_indices(assignment, fold)
-        x_val, y_val = x_train[val_idx], y_train[val_idx]
-        x_train, y_train = x_train[train_idx], y_train[train_idx]
-    else:
-        x_val, y_val = x_test, y_test
-    eye = np.eye(classes, dtype=np.float32)
-    return Arrays(x_train[..., None], eye[y_train], x_val[..., None], eye[y_val])
+    """NT3's loader with TC1's files and synthesizer: upstream validates on the test file,
+    CV folds split train, and out-of-range labels are an error naming the file."""
+    return nt3_data.load(params, fold, folds, cv_seed, stratify, int(params["classes"]),
+                         files=(TRAIN_FILE, TEST_FILE), synth=synthesize)

@@ -7,7 +7,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from candle.state import JobState
 from candle.store.run_store import RunStore
 
 
@@ -63,8 +62,8 @@ def summarise(store: RunStore) -> Summary:
                 failed[job.point] += 1
         elif result is not None:
             failed[job.point] += 1
-        elif store.state(job.id) is not JobState.DONE:
-            pending[job.point] += 1
+        else:
+            pending[job.point] += 1  # not finished: pending or running
     rows = []
     for point, point_params in params.items():
         if values[point]:
