@@ -1,11 +1,13 @@
-"""The Keras training loop the built-in benchmarks share: seeding, threads, per-epoch
-checkpoints written atomically, resume from the last checkpoint, and a plain history."""
+"""The Keras training loop the built-in benchmarks share: seeding, threads, Horovod data
+parallelism, per-epoch checkpoints written atomically (rank 0), resume from the last
+checkpoint, and a plain history."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,14 +16,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks._base import TrainContext
+from benchmarks._horovod import Distribution, current, use, weights_digest
 
 
 @dataclass
 class Arrays:
+    """Whole-job data. NumPy arrays are sharded by rank in `fit`; a benchmark that passes
+    Keras Sequences shards them itself and says how many training samples all ranks hold."""
+
     x_train: NDArray[Any]
     y_train: NDArray[Any]
     x_val: NDArray[Any]
     y_val: NDArray[Any]
+    train_samples: int | None = None
 
 
 def configure_tensorflow(ctx: TrainContext) -> Any:
@@ -32,18 +39,26 @@ def configure_tensorflow(ctx: TrainContext) -> Any:
     if ctx.threads > 0:
         tf.config.threading.set_intra_op_parallelism_threads(ctx.threads)
         tf.config.threading.set_inter_op_parallelism_threads(ctx.threads)
-    tf.keras.utils.set_random_seed(ctx.seed)
+    if ctx.size > 1 and not current().active:
+        use(Distribution.start(ctx.rank, ctx.size))
+    tf.keras.utils.set_random_seed(ctx.seed)  # same on every rank: identical initial weights
     return tf
 
 
-def make_optimizer(tf: Any, name: str, learning_rate: float) -> Any:
+def make_optimizer(tf: Any, params: dict[str, Any]) -> Any:
+    """The params' optimizer; under Horovod wrapped, with the learning rate scaled by the
+    number of ranks unless ``scale_lr_by_ranks`` is false."""
+    dist = current()
+    name = str(params["optimizer"])
+    learning_rate = dist.learning_rate(float(params["learning_rate"]),
+                                       bool(params.get("scale_lr_by_ranks", True)))
     classes = {
         "sgd": tf.keras.optimizers.SGD, "adam": tf.keras.optimizers.Adam,
         "rmsprop": tf.keras.optimizers.RMSprop, "adagrad": tf.keras.optimizers.Adagrad,
         "adadelta": tf.keras.optimizers.Adadelta, "adamax": tf.keras.optimizers.Adamax,
         "nadam": tf.keras.optimizers.Nadam,
     }
-    return classes[name](learning_rate=learning_rate)
+    return dist.optimizer(classes[name](learning_rate=learning_rate))
 
 
 class Checkpoints:
@@ -105,32 +120,54 @@ class Checkpoints:
 def fit(
     tf: Any, model: Any, data: Arrays, params: dict[str, Any], ctx: TrainContext
 ) -> dict[str, Any]:
-    """Train (resuming if a checkpoint exists) and return metrics + per-epoch history."""
+    """Train (resuming if a checkpoint exists) and return metrics + per-epoch history.
+
+    Under Horovod every rank runs this: each on its shard, in lock-step; rank 0 alone
+    writes checkpoints, and rank 0 alone decides what to resume from.
+    """
+    dist = current()
     mode = params.get("ckpt_restart_mode", "auto")
     ckpt = Checkpoints(Path(ctx.job_dir), int(params.get("ckpt_keep_limit", 2)))
     history: dict[str, list[float]] = {}
     initial_epoch = 0
-    state = ckpt.latest() if mode != "off" else None
+    state = dist.bcast(ckpt.latest() if mode != "off" and dist.rank == 0 else None)
     if mode == "required" and state is None:
         raise RuntimeError(f"ckpt_restart_mode=required but no checkpoint in {ckpt.dir}")
     if state is not None:
-        model = tf.keras.models.load_model(ckpt.dir / state["file"])
+        model = tf.keras.models.load_model(ckpt.dir / state["file"],
+                                           custom_objects=dist.custom_objects(tf))
         initial_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
+    train_samples = data.train_samples
+    if isinstance(data.x_train, np.ndarray):
+        train_samples = len(data.x_train) // dist.size * dist.size
+        data = Arrays(dist.shard(data.x_train, equal=True), dist.shard(data.y_train, equal=True),
+                      dist.shard(data.x_val, equal=False), dist.shard(data.y_val, equal=False))
+    local_logs: dict[str, float] = {}
+
+    class _LocalLogs(tf.keras.callbacks.Callback):  # type: ignore[misc]
+        """This rank's own metrics, before MetricAverageCallback replaces them."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            local_logs.clear()
+            local_logs.update({k: float(v) for k, v in (logs or {}).items()})
 
     class _Record(tf.keras.callbacks.Callback):  # type: ignore[misc]
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             values = {k: float(v) for k, v in (logs or {}).items()}
             for key, value in values.items():
                 history.setdefault(key, []).append(value)
-            if ctx.rank == 0:
+            if dist.rank == 0:
                 ckpt.save(self.model, epoch + 1, history)
             if ctx.on_epoch is not None:
                 ctx.on_epoch(epoch + 1, values)
 
     epochs = int(params["epochs"])
-    # Extra callbacks first: what they add to the logs (ReduceLROnPlateau's lr) is recorded.
-    callbacks = [*params.get("_extra_callbacks", []), _Record()]
+    # Horovod's broadcast first, its metric average before anything reads metrics; extra
+    # callbacks next, so what they add to the logs (ReduceLROnPlateau's lr) is recorded.
+    callbacks = [*dist.callbacks_before(), _LocalLogs(), *dist.metric_average(),
+                 *params.get("_extra_callbacks", []), _Record()]
+    started = time.perf_counter()
     if initial_epoch < epochs:
         model.fit(
             data.x_train, data.y_train,
@@ -139,17 +176,27 @@ def fit(
             epochs=epochs,
             initial_epoch=initial_epoch,
             shuffle=True,
-            verbose=int(params.get("verbose", 0)),
+            verbose=int(params.get("verbose", 0)) if dist.rank == 0 else 0,
             callbacks=callbacks,
         )
+    train_seconds = time.perf_counter() - started
     metrics = {k: v[-1] for k, v in history.items() if v}
-    return {
+    result: dict[str, Any] = {
         "metrics": metrics,
         "history": history,
         "epochs_run": epochs - initial_epoch,
         "resumed_from_epoch": initial_epoch,
         "params_count": int(model.count_params()),
+        "train_seconds": round(train_seconds, 3),
+        "train_samples": train_samples,
+        "learning_rate_used": float(tf.keras.backend.get_value(model.optimizer.learning_rate)),
     }
+    if dist.active:
+        # Also the job's barrier: rank 0 reports only once every rank has finished training.
+        per_rank = dist.gather({"rank": dist.rank, "weights": weights_digest(model),
+                                "local_metrics": dict(local_logs)})
+        result["horovod"] = {"size": dist.size, "ranks": per_rank}
+    return result
 
 
 def maxabs_scale(*arrays: NDArray[np.float32]) -> list[NDArray[np.float32]]:

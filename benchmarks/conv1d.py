@@ -34,7 +34,6 @@ def build_conv_classifier(tf: Any, params: dict[str, Any], width: int) -> Any:
                 model.add(layers.Dropout(params["dropout"]))
     model.add(layers.Dense(params["classes"]))
     model.add(layers.Activation(params["out_activation"]))
-    lr = float(params["learning_rate"]) * float(params.get("_lr_scale", 1.0))
-    model.compile(loss=params["loss"], optimizer=make_optimizer(tf, params["optimizer"], lr),
+    model.compile(loss=params["loss"], optimizer=make_optimizer(tf, params),
                   metrics=["accuracy"])
     return model

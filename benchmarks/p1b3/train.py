@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks._base import TrainContext
+from benchmarks._horovod import current
 from benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
 from benchmarks.p1b3 import data
 
@@ -77,8 +78,7 @@ def build_model(tf: Any, params: dict[str, Any], width: int) -> Any:
             if params["dropout"]:
                 model.add(layers.Dropout(params["dropout"]))
     model.add(layers.Dense(1))
-    lr = float(params["learning_rate"]) * float(params.get("_lr_scale", 1.0))
-    model.compile(loss=params["loss"], optimizer=make_optimizer(tf, params["optimizer"], lr),
+    model.compile(loss=params["loss"], optimizer=make_optimizer(tf, params),
                   metrics=["mse", "mae", r2_metric(tf)])
     return model
 
@@ -123,6 +123,10 @@ def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
     size = int(params["batch_size"])
     channel = bool(params["conv"])
     no_y: Any = None  # the Sequences yield (x, y) themselves
-    arrays = Arrays(batches(tf, dose, dose.train_idx, size, channel, ctx.seed), no_y,
-                    batches(tf, dose, dose.val_idx, size, channel, None), no_y)
+    dist = current()  # under Horovod each rank gathers batches from its own rows only
+    train_idx = dist.shard(dose.train_idx, equal=True)
+    val_idx = dist.shard(dose.val_idx, equal=False)
+    arrays = Arrays(batches(tf, dose, train_idx, size, channel, ctx.seed), no_y,
+                    batches(tf, dose, val_idx, size, channel, None), no_y,
+                    train_samples=len(train_idx) * dist.size)
     return fit(tf, model, arrays, params, ctx)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from candle.job.runner import execute, mpi_rank_and_size
+from candle.launch.gpus import bind_gpu
 from candle.plan.jobs import Job
 from candle.store.atomic import read_json
 from candle.store.run_store import RunStore
@@ -21,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     die_with_parent()  # ranks under mpirun: die with it
+    bind_gpu(os.environ)  # before anything imports TensorFlow
 
     store = RunStore(args.run_dir).require()
     meta = store.meta()
@@ -35,15 +39,37 @@ def main(argv: list[str] | None = None) -> int:
         metric=meta["metric"], cv_seed=meta.get("cv_seed", 0),
         stratify=meta.get("stratify", True), attempt=args.attempt, threads=args.threads,
     )
-    rank, _ = mpi_rank_and_size()
+    rank, size = mpi_rank_and_size()
+    if result["status"] != "done":
+        print(f"rank {rank}: " + (result.get("traceback") or result["error"]), file=sys.stderr)
+        if rank == 0:
+            store.write_result(job.id, result)
+        if size > 1:
+            _abort_job()  # the other ranks may wait in an allreduce forever otherwise
+        return 1
+    if size > 1:
+        _barrier()  # rank 0 reports done only when every rank got there
     if rank == 0:
         store.write_result(job.id, result)
-    if result["status"] != "done":
-        print(result.get("traceback") or result["error"], file=sys.stderr)
-        return 1
-    print(f"job {job.id} done: " + ", ".join(
-        f"{k}={v:.4g}" for k, v in sorted(result["metrics"].items())))
+        print(f"job {job.id} done: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in sorted(result["metrics"].items())))
     return 0
+
+
+def _mpi() -> Any:
+    from mpi4py import MPI
+
+    return MPI
+
+
+def _abort_job() -> None:
+    """MPI_Abort ends this job's ranks only: every job is its own MPI launch."""
+    sys.stderr.flush()
+    _mpi().COMM_WORLD.Abort(1)
+
+
+def _barrier() -> None:
+    _mpi().COMM_WORLD.Barrier()
 
 
 if __name__ == "__main__":

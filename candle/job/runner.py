@@ -35,7 +35,8 @@ def train_job(
     if ":" in benchmark:
         fn = load_function(benchmark, base_dir)
         call_params = {**params, "fold": ctx.fold, "folds": ctx.folds,
-                       "replica": ctx.replica, "seed": ctx.seed, "job_dir": str(ctx.job_dir)}
+                       "replica": ctx.replica, "seed": ctx.seed, "job_dir": str(ctx.job_dir),
+                       "rank": ctx.rank, "size": ctx.size}
         metrics, history = metrics_from(fn(call_params))
         return {"metrics": metrics, "history": history}
     definition = get_benchmark(benchmark)

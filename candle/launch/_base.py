@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job's ranks go: (node, ranks on it) pairs, and the GPUs it holds there.
+
+    A job on one node gets some of its slots; a job on several nodes holds them whole, so
+    the same GPU ids apply on each of its nodes.
+    """
+
+    hosts: tuple[tuple[str, int], ...]
+    gpus: tuple[int, ...] = ()
+    token: int = 0  # tells two equal-looking placements apart when they are released
+
+    @property
+    def ranks(self) -> int:
+        return sum(count for _, count in self.hosts)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.hosts)
+
+    @property
+    def ranks_per_node(self) -> int:
+        return max(count for _, count in self.hosts)
 
 
 @dataclass(frozen=True)
@@ -15,12 +40,21 @@ class LaunchRequest:
     ranks: int
     attempt: int
     threads: int
+    placement: Placement | None = field(default=None)
 
 
 def job_argv(request: LaunchRequest) -> list[str]:
     """The per-rank command: this interpreter running candle.job."""
     return [sys.executable, "-m", "candle.job", str(request.run_dir), request.job_id,
             "--attempt", str(request.attempt), "--threads", str(request.threads)]
+
+
+def job_env(request: LaunchRequest) -> dict[str, str]:
+    """Variables every rank of the job needs: which GPUs it may bind (CANDLE_GPUS; each
+    rank picks one by its local rank, see candle.launch.gpus)."""
+    if request.placement is not None and request.placement.gpus:
+        return {"CANDLE_GPUS": ",".join(str(g) for g in request.placement.gpus)}
+    return {}
 
 
 class Launcher(Protocol):

@@ -9,7 +9,9 @@ from candle.launch._base import LaunchRequest, job_argv
 
 class LocalLauncher:
     """Runs on this machine. mpirun flags follow what works on small nodes: no binding
-    (2 cores would otherwise serialise ranks), and root allowed when we are root."""
+    (concurrent jobs would otherwise all pin to the first cores), and root allowed when we
+    are root. The slot pool has already decided that the ranks fit; mpirun only counts its
+    own job, so it is told to oversubscribe when the sweep declared more slots than cores."""
 
     def __init__(self, mpirun: str = "mpirun", oversubscribe: bool = False) -> None:
         self.mpirun = mpirun
@@ -19,7 +21,7 @@ class LocalLauncher:
         if request.ranks == 1:
             return job_argv(request)
         argv = [self.mpirun, "-np", str(request.ranks), "--bind-to", "none"]
-        if self.oversubscribe:
+        if self.oversubscribe or request.ranks > (os.cpu_count() or 1):
             argv.append("--oversubscribe")
         if os.geteuid() == 0:
             argv.append("--allow-run-as-root")

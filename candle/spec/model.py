@@ -61,11 +61,21 @@ class UQSpec:
 
 @dataclass(frozen=True)
 class Resources:
+    """What one allocation offers and what each job takes from it.
+
+    ``slots_per_node`` 0 means "this machine's cores" (local runs); ``max_concurrent`` 0
+    means "as many jobs as the slots hold". Each rank takes one slot, and one GPU when
+    ``gpus_per_node`` > 0.
+    """
+
     scheduler: str
     ranks_per_job: int
     max_concurrent: int
     walltime: str
     nodes: int
+    slots_per_node: int = 0
+    gpus_per_node: int = 0
+    oversubscribe: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "resources", "r
 SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction")
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("replicas",)
-RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes")
+RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes",
+                 "slots_per_node", "gpus_per_node", "oversubscribe")
 METHODS = ("grid", "random", "list")
 SCHEDULERS = ("local",)
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
@@ -297,9 +298,21 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
                                                    "yet; use local")
     scheduler = ctx.string(scheduler, ("resources", "scheduler"), SCHEDULERS)
     ranks = ctx.integer(r.get("ranks_per_job", 1), ("resources", "ranks_per_job"), 1)
-    concurrent = ctx.integer(r.get("max_concurrent", 1), ("resources", "max_concurrent"), 1)
+    concurrent = ctx.integer(r.get("max_concurrent", 0), ("resources", "max_concurrent"), 0)
     nodes = ctx.integer(r.get("nodes", 1), ("resources", "nodes"), 1)
+    if scheduler == "local" and nodes != 1:
+        raise ctx.fail(("resources", "nodes"), "a local run uses this one machine; nodes must "
+                                               "be 1")
+    slots = ctx.integer(r.get("slots_per_node", 0), ("resources", "slots_per_node"), 0)
+    gpus = ctx.integer(r.get("gpus_per_node", 0), ("resources", "gpus_per_node"), 0)
+    oversubscribe = ctx.boolean(r.get("oversubscribe", False), ("resources", "oversubscribe"))
+    per_node = min(slots, gpus) if slots and gpus else (gpus or slots)
+    if per_node and ranks > per_node * nodes and not oversubscribe:
+        what = "GPUs" if gpus and (not slots or gpus < slots) else "slots"
+        raise ctx.fail(("resources", "ranks_per_job"),
+                       f"{ranks} ranks do not fit in {nodes} node(s) x {per_node} {what}; "
+                       "lower ranks_per_job, add nodes, or set oversubscribe: true")
     walltime = r.get("walltime", "01:00:00")
     if not isinstance(walltime, str) or not WALLTIME_RE.match(walltime):
         raise ctx.fail(("resources", "walltime"), f"expected [D-]HH:MM:SS, got {walltime!r}")
-    return Resources(scheduler, ranks, concurrent, walltime, nodes)
+    return Resources(scheduler, ranks, concurrent, walltime, nodes, slots, gpus, oversubscribe)

@@ -1,5 +1,7 @@
-"""The supervisor loop: keep ``max_concurrent`` jobs running, retry failures, resume from
-the store. It knows slots and processes, not scheduler syntax."""
+"""The supervisor loop: keep the allocation's slots full, retry failures, resume from the
+store. It knows slots and processes, not scheduler syntax. Each job is its own launch (its
+own mpirun/srun/mpiexec), so a rank that segfaults or is OOM-killed, or a job that calls
+MPI_Abort, takes down that job only."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from candle.launch._base import Launcher, LaunchRequest
+from candle.launch._base import Launcher, LaunchRequest, Placement, job_env
 from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.run_store import RunStore
 from candle.supervisor.procs import die_with_parent
+from candle.supervisor.slots import Node, SlotPool
 
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 5.0
@@ -42,6 +45,7 @@ class _Running:
     log: IO[bytes]
     attempt: int
     tries: int
+    placement: Placement
 
 
 Event = Callable[[str, Job, dict[str, Any] | None], None]
@@ -53,7 +57,8 @@ class Supervisor:
         store: RunStore,
         launcher: Launcher,
         *,
-        max_concurrent: int,
+        max_concurrent: int = 0,
+        pool: SlotPool | None = None,
         ranks_per_job: int = 1,
         retries: int = 1,
         threads_per_job: int = 0,
@@ -62,8 +67,12 @@ class Supervisor:
     ) -> None:
         self.store = store
         self.launcher = launcher
-        self.max_concurrent = max_concurrent
         self.ranks = ranks_per_job
+        # No pool given: one node whose slots allow max_concurrent jobs (the simple case).
+        self.pool = pool or SlotPool([Node("localhost", max(1, max_concurrent) * ranks_per_job)])
+        self.max_concurrent = max_concurrent  # 0: as many as the slots hold
+        if not self.pool.fits_ever(ranks_per_job):
+            raise ValueError(f"a {ranks_per_job}-rank job can never fit this allocation")
         self.retries = retries
         self.threads = threads_per_job
         self.on_event = on_event or (lambda kind, job, result: None)
@@ -89,12 +98,16 @@ class Supervisor:
             while queue or self._running:
                 if self._stop:
                     raise KeyboardInterrupt
-                while queue and len(self._running) < self.max_concurrent:
+                while queue and self._room():
+                    placement = self.pool.place(self.ranks)
+                    if placement is None:
+                        break
                     job, tries = queue.popleft()
-                    self._launch(job, tries)
+                    self._launch(job, tries, placement)
                 time.sleep(POLL_SECONDS)
                 for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
                     running = self._running.pop(job_id)
+                    self.pool.release(running.placement)
                     self._finish(running, queue, outcome)
         except KeyboardInterrupt:
             self._terminate_all()
@@ -104,25 +117,30 @@ class Supervisor:
                 signal.signal(sig, handler)
         return outcome
 
+    def _room(self) -> bool:
+        return not self.max_concurrent or len(self._running) < self.max_concurrent
+
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._stop = True
 
-    def _launch(self, job: Job, tries: int) -> None:
+    def _launch(self, job: Job, tries: int, placement: Placement) -> None:
         store = self.store
         store.clear_result(job.id)  # a failed result from before moves to attempts.jsonl
         attempt = store.previous_attempts(job.id) + 1
         store.job_dir(job.id).mkdir(parents=True, exist_ok=True)
         store.write_params(job)
-        request = LaunchRequest(store.root, job.id, self.ranks, attempt, self.threads)
+        request = LaunchRequest(store.root, job.id, self.ranks, attempt, self.threads,
+                                placement)
         argv = self.launcher.argv(request)
         log = store.log_path(job.id).open("ab")
-        log.write(f"=== attempt {attempt}: {' '.join(argv)}\n".encode())
+        where = " ".join(f"{host}:{count}" for host, count in placement.hosts)
+        log.write(f"=== attempt {attempt} on {where}: {' '.join(argv)}\n".encode())
         log.flush()
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=self.env,
+                                   stdin=subprocess.DEVNULL, env={**self.env, **job_env(request)},
                                    start_new_session=True, preexec_fn=die_with_parent)
         store.mark_running(job.id, process.pid, attempt)
-        self._running[job.id] = _Running(job, process, log, attempt, tries)
+        self._running[job.id] = _Running(job, process, log, attempt, tries, placement)
         self.on_event("started", job, None)
 
     def _finish(self, running: _Running, queue: deque[tuple[Job, int]], outcome: Outcome) -> None:
@@ -158,6 +176,9 @@ class Supervisor:
             reason = f"exited with code {code}"
             if code == 137:
                 reason += " (SIGKILL: out of memory?)"
+            elif 128 < code < 128 + signal.NSIG:  # mpirun/srun report a rank's death so
+                with contextlib.suppress(ValueError):
+                    reason += f" (a rank died of {signal.Signals(code - 128).name})"
         return {"job_id": running.job.id, "status": "failed", "error": reason,
                 "exit_code": code, "attempt": running.attempt, "metrics": {},
                 "ended": time.time(), "log_tail": self.store.log_tail(running.job.id, 20)}
@@ -175,6 +196,7 @@ class Supervisor:
             running.log.close()
             # Whatever it wrote before dying stays; with no result it is pending next time.
             self.store.clear_running(running.job.id)
+            self.pool.release(running.placement)
         self._running.clear()
 
 

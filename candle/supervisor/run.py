@@ -7,11 +7,13 @@ import time
 from typing import Any
 
 from candle import __version__
+from candle.errors import UserError
 from candle.launch.local import LocalLauncher
 from candle.plan.jobs import iter_jobs
-from candle.spec.model import Sweep
+from candle.spec.model import Resources, Sweep
 from candle.store.run_store import RunStore
 from candle.supervisor.loop import Event, Outcome, Supervisor
+from candle.supervisor.slots import Node, SlotPool
 
 
 def run_meta(sweep: Sweep) -> dict[str, Any]:
@@ -32,27 +34,60 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def threads_per_job(max_concurrent: int, ranks: int) -> int:
-    """Share this node's cores between concurrent jobs' ranks (TF would take them all)."""
-    return max(1, (os.cpu_count() or 1) // max(1, max_concurrent * ranks))
+def local_pool(resources: Resources) -> SlotPool:
+    """This machine as a one-node allocation: its cores are the slots unless the sweep
+    says otherwise."""
+    slots = resources.slots_per_node or (os.cpu_count() or 1)
+    return SlotPool([Node("localhost", slots, resources.gpus_per_node)],
+                    oversubscribe=resources.oversubscribe)
+
+
+def concurrent_jobs(resources: Resources, pool: SlotPool) -> int:
+    """How many jobs run at once when the allocation is full."""
+    capacity = sum(n.capacity for n in pool.nodes) // resources.ranks_per_job
+    if resources.max_concurrent:
+        return max(1, min(resources.max_concurrent, capacity) if capacity
+                   else resources.max_concurrent)
+    return max(1, capacity)
+
+
+def threads_per_job(concurrent: int, ranks: int) -> int:
+    """Threads per rank: share this node's cores between concurrent jobs' ranks (TF would
+    otherwise start a thread pool per rank as wide as the machine)."""
+    return max(1, (os.cpu_count() or 1) // max(1, concurrent * ranks))
+
+
+def mpi_env() -> dict[str, str]:
+    """Open MPI refuses root unless told twice; containers and test machines run as root."""
+    if os.geteuid() == 0:
+        return {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    return {}
 
 
 def run_sweep(sweep: Sweep, on_event: Event | None = None,
               on_planned: Any = None) -> Outcome:
     """Plan, (re)write the run directory and run every job not already done."""
+    resources = sweep.resources
+    pool = local_pool(resources)
+    if not pool.fits_ever(resources.ranks_per_job):
+        raise UserError(f"{resources.ranks_per_job} ranks per job do not fit this machine's "
+                        f"{pool.total_slots} slots; lower ranks_per_job or set "
+                        "slots_per_node / oversubscribe", file=sweep.source,
+                        key="resources.ranks_per_job")
     store = RunStore(sweep.run_dir)
     with store.supervisor_lock():
         total = store.initialise(sweep.text, run_meta(sweep), iter_jobs(sweep))
         if on_planned is not None:
             on_planned(total)
-        resources = sweep.resources
+        concurrent = concurrent_jobs(resources, pool)
         supervisor = Supervisor(
-            store, LocalLauncher(),
+            store, LocalLauncher(oversubscribe=resources.oversubscribe),
             max_concurrent=resources.max_concurrent,
+            pool=pool,
             ranks_per_job=resources.ranks_per_job,
             retries=sweep.retries,
-            threads_per_job=threads_per_job(resources.max_concurrent, resources.ranks_per_job),
+            threads_per_job=threads_per_job(concurrent, resources.ranks_per_job),
             on_event=on_event,
-            env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"},
+            env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **mpi_env()},
         )
         return supervisor.run(store.jobs())

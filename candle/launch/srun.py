@@ -1,0 +1,24 @@
+"""Slurm: each job is one ``srun --exact`` step inside the allocation (PMIx wire-up)."""
+
+from __future__ import annotations
+
+from candle.launch._base import LaunchRequest, job_argv
+
+
+class SrunLauncher:
+    """``srun --exact -N n -n R --nodelist=…``: --exact keeps a step to the CPUs it asked
+    for, so several steps share a node instead of queueing behind each other."""
+
+    def __init__(self, srun: str = "srun", mpi: str = "pmix") -> None:
+        self.srun = srun
+        self.mpi = mpi
+
+    def argv(self, request: LaunchRequest) -> list[str]:
+        argv = [self.srun, "--exact", f"--mpi={self.mpi}", "-n", str(request.ranks),
+                f"--cpus-per-task={max(1, request.threads)}", "--kill-on-bad-exit=1"]
+        placement = request.placement
+        if placement is not None:
+            argv += ["-N", str(len(placement.hosts)),
+                     f"--nodelist={','.join(placement.node_names)}",
+                     f"--ntasks-per-node={placement.ranks_per_node}"]
+        return [*argv, *job_argv(request)]

@@ -1,0 +1,70 @@
+"""Each launcher's exact argv (golden), and per-rank GPU binding."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from candle.launch._base import LaunchRequest, Placement, job_env
+from candle.launch.gpus import bind_gpu
+from candle.launch.local import LocalLauncher
+from candle.launch.mpiexec import MpiexecLauncher
+from candle.launch.srun import SrunLauncher
+
+JOB = [sys.executable, "-m", "candle.job", "/runs/r", "abc123", "--attempt", "2",
+       "--threads", "4"]
+
+
+def request(ranks: int, placement: Placement | None = None) -> LaunchRequest:
+    return LaunchRequest(Path("/runs/r"), "abc123", ranks, 2, 4, placement)
+
+
+def test_local_one_rank_is_a_plain_process() -> None:
+    assert LocalLauncher().argv(request(1)) == JOB
+
+
+def test_local_mpirun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert LocalLauncher().argv(request(2)) == ["mpirun", "-np", "2", "--bind-to", "none", *JOB]
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert LocalLauncher().argv(request(4)) == [
+        "mpirun", "-np", "4", "--bind-to", "none", "--oversubscribe", "--allow-run-as-root",
+        *JOB]
+
+
+def test_srun_step_on_its_nodes() -> None:
+    placement = Placement((("node1", 2), ("node2", 2)))
+    assert SrunLauncher().argv(request(4, placement)) == [
+        "srun", "--exact", "--mpi=pmix", "-n", "4", "--cpus-per-task=4",
+        "--kill-on-bad-exit=1", "-N", "2", "--nodelist=node1,node2", "--ntasks-per-node=2",
+        *JOB]
+
+
+def test_mpiexec_pals_style() -> None:
+    placement = Placement((("x3001c0s1b0n0", 4),), gpus=(0, 1, 2, 3))
+    assert MpiexecLauncher().argv(request(4, placement)) == [
+        "mpiexec", "-n", "4", "-ppn", "4", "--hosts", "x3001c0s1b0n0", "--cpu-bind", "depth",
+        "-d", "4", *JOB]
+    assert job_env(request(4, placement)) == {"CANDLE_GPUS": "0,1,2,3"}
+    assert job_env(request(1, Placement((("n", 1),)))) == {}
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"CANDLE_GPUS": "2,3", "OMPI_COMM_WORLD_LOCAL_RANK": "1"}, "3"),
+    ({"CANDLE_GPUS": "2,3", "SLURM_LOCALID": "0"}, "2"),
+    ({"CANDLE_GPUS": "0,1,2,3", "PALS_LOCAL_RANKID": "6"}, "2"),
+    ({"CANDLE_GPUS": "5"}, "5"),
+])
+def test_each_rank_binds_its_gpu(env: dict[str, str], expected: str) -> None:
+    assert bind_gpu(env) == expected
+    assert env["CUDA_VISIBLE_DEVICES"] == expected
+
+
+def test_no_gpus_leaves_the_environment_alone() -> None:
+    env = {"CUDA_VISIBLE_DEVICES": "7"}
+    assert bind_gpu(env) is None
+    assert env == {"CUDA_VISIBLE_DEVICES": "7"}
