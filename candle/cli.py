@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from candle.errors import UserError
+from candle.spec.model import Resources
 
 
 def main() -> None:
@@ -71,6 +72,7 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
         "points": count_points(spec), "folds": spec.cv.folds if spec.cv else 1,
         "replicas": spec.uq.replicas if spec.uq else 1, "jobs": total,
         "run_dir": str(spec.run_dir),
+        "allocation": allocation_info(spec.resources),
     }
     if fmt == "json":
         click.echo(json.dumps({**info, "first_jobs": [j.to_record() for j in jobs]}, indent=2))
@@ -103,6 +105,17 @@ def run(sweep: Path) -> None:
         click.echo(f"{outcome.failed} job(s) failed after retries; see: candle status "
                    f"{spec.run_dir}", err=True)
         sys.exit(1)
+
+
+def allocation_info(resources: Resources) -> dict[str, Any]:
+    """How the jobs will sit in the allocation: ranks each, slots, jobs at once."""
+    from candle.supervisor.run import concurrent_jobs, local_pool
+
+    pool = local_pool(resources)
+    return {"ranks_per_job": resources.ranks_per_job, "nodes": len(pool.nodes),
+            "slots_per_node": pool.nodes[0].slots, "gpus_per_node": resources.gpus_per_node,
+            "jobs_at_once": concurrent_jobs(resources, pool),
+            "launcher": "mpirun" if resources.ranks_per_job > 1 else "process"}
 
 
 @cli.command()

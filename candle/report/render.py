@@ -40,6 +40,12 @@ def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
     console.print(f"[bold]{info['name']}[/]: {info['benchmark']}, {info['method']} search")
     console.print(f"points {info['points']} x folds {info['folds']} x replicas "
                   f"{info['replicas']} = [bold]{info['jobs']} jobs[/] -> {info['run_dir']}")
+    alloc = info.get("allocation")
+    if alloc:
+        gpus = f", {alloc['gpus_per_node']} GPUs" if alloc["gpus_per_node"] else ""
+        console.print(f"each job {alloc['ranks_per_job']} rank(s) ({alloc['launcher']}); "
+                      f"allocation {alloc['nodes']} node(s) x {alloc['slots_per_node']} slots"
+                      f"{gpus} -> up to {alloc['jobs_at_once']} job(s) at once")
     if not jobs:
         return
     names = sorted({k for j in jobs for k in j.point_params})

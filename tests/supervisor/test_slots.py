@@ -88,3 +88,16 @@ def test_random_churn_never_exceeds_capacity() -> None:
 def test_empty_allocation_is_refused() -> None:
     with pytest.raises(ValueError):
         SlotPool([])
+
+
+def test_plan_reports_how_jobs_sit_in_the_allocation(tmp_path, cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: s\nbenchmark: nt3\nresources:\n  ranks_per_job: 2\n"
+                     "  slots_per_node: 8\n  gpus_per_node: 4\n")
+    result = cli("plan", str(sweep), "--format", "json")
+    assert result.code == 0, result.err
+    alloc = json.loads(result.out)["allocation"]
+    assert alloc == {"ranks_per_job": 2, "nodes": 1, "slots_per_node": 8, "gpus_per_node": 4,
+                     "jobs_at_once": 2, "launcher": "mpirun"}  # 4 GPUs bound it, not 8 cores
