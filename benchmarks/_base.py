@@ -36,6 +36,8 @@ class Param:
                 return None
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                value = [value]  # `--set dense=8`: a one-element list
             if not isinstance(value, list | tuple):
                 raise ParamError(f"expected a list of {scalar}, got {value!r}")
             return [_coerce_scalar(scalar, v) for v in value]

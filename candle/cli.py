@@ -231,7 +231,7 @@ def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
 
 def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) -> None:
     from benchmarks._base import TrainContext
-    from candle.job.runner import train_job
+    from candle.job.runner import mpi_rank_and_size, train_job
     from candle.store import atomic_write_json
 
     job_dir = out or Path(tempfile.mkdtemp(prefix=f"candle-{benchmark}-"))
@@ -241,12 +241,16 @@ def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) 
         click.echo(f"epoch {epoch}/{params['epochs']}: " +
                    ", ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())))
 
-    ctx = TrainContext(job_dir=job_dir, seed=int(params["rng_seed"]), on_epoch=report)
+    # Under `mpirun -np R candle train …` every rank runs this: Horovod, rank 0 reports.
+    rank, size = mpi_rank_and_size()
+    ctx = TrainContext(job_dir=job_dir, seed=int(params["rng_seed"]), rank=rank, size=size,
+                       on_epoch=report if rank == 0 else None)
     started = time.time()
     outcome = train_job(benchmark, params, ctx, Path.cwd())
     outcome.update(status="done", params=params, duration_s=round(time.time() - started, 3))
-    atomic_write_json(job_dir / "result.json", outcome)
-    click.echo(f"done in {outcome['duration_s']:.1f} s; result: {job_dir / 'result.json'}")
+    if rank == 0:
+        atomic_write_json(job_dir / "result.json", outcome)
+        click.echo(f"done in {outcome['duration_s']:.1f} s; result: {job_dir / 'result.json'}")
 
 
 if __name__ == "__main__":

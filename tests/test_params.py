@@ -52,6 +52,10 @@ def test_set_values_are_typed() -> None:
         parse_set("epochs")
     with pytest.raises(UserError, match="expected an integer"):
         resolve(get_benchmark("nt3"), [("--set", {"epochs": "lots"})])
+    one = resolve(get_benchmark("nt3"), [("--set", dict([parse_set("dense=8")]))])
+    assert one["dense"] == [8]  # a single value for a list parameter is a one-element list
+    with pytest.raises(UserError, match="expected a list of int"):
+        resolve(get_benchmark("nt3"), [("--set", {"dense": {"a": 1}})])
 
 
 def test_train_uses_config_then_set(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
