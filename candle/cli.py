@@ -82,13 +82,24 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
 
 @cli.command()
 @click.argument("sweep", type=click.Path(path_type=Path))
-def run(sweep: Path) -> None:
-    """Run SWEEP; running it again resumes (finished jobs are not re-run)."""
+@click.option("--dry-run", is_flag=True, help="print the batch scripts; submit nothing")
+@click.option("--wait", is_flag=True, help="cluster schedulers: follow until all jobs end")
+def run(sweep: Path, dry_run: bool, wait: bool) -> None:
+    """Run SWEEP; running it again resumes (finished jobs are not re-run).
+
+    With a cluster scheduler this submits and returns (or follows, with --wait)."""
     from candle.report.render import RunProgress
     from candle.spec import load_sweep
     from candle.supervisor import Interrupted, run_sweep
 
     spec = load_sweep(sweep)
+    if spec.resources.scheduler == "slurm":
+        from candle.schedulers.slurm.follow import run_on_slurm
+
+        sys.exit(run_on_slurm(spec, dry_run=dry_run, wait=wait))
+    if dry_run:
+        raise UserError("--dry-run prints batch scripts; this sweep runs locally (see "
+                        "`candle plan` for its jobs)", file=sweep, key="resources.scheduler")
     started = time.time()
     progress = RunProgress(spec.name)
     try:
@@ -132,6 +143,38 @@ def status(run_dir: Path, fmt: str) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         print_status(result)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def cancel(run_dir: Path) -> None:
+    """Cancel RUN_DIR's batch jobs (scancel); finished results stay."""
+    from candle.schedulers.slurm.submit import cancel_run
+    from candle.store import RunStore
+
+    ids = cancel_run(RunStore(run_dir).require())
+    click.echo(f"cancelled {len(ids)} batch job(s): {' '.join(ids) or '-'}")
+
+
+@cli.command(hidden=True)
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def supervise(run_dir: Path) -> None:
+    """Inside a pack allocation: keep its slots full until every job is done."""
+    from candle.schedulers.slurm.inside import supervise as supervise_allocation
+
+    outcome = supervise_allocation(run_dir)
+    click.echo(f"{outcome.done} done, {outcome.failed} failed, {outcome.skipped} already done")
+    sys.exit(1 if outcome.failed else 0)
+
+
+@cli.command("array-task", hidden=True)
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("chunk")
+def array_task(run_dir: Path, chunk: str) -> None:
+    """Inside an array task: run this task's job."""
+    from candle.schedulers.slurm.inside import array_task as run_task
+
+    sys.exit(run_task(run_dir, run_dir / "slurm" / chunk))
 
 
 @cli.command()

@@ -76,6 +76,9 @@ class Resources:
     slots_per_node: int = 0
     gpus_per_node: int = 0
     oversubscribe: bool = False
+    mode: str = "pack"  # cluster schedulers: pack (one allocation) | array (a task per job)
+    array_throttle: int = 0  # array mode: at most this many tasks at once (%K); 0 = no limit
+    site: Path | None = None  # cluster schedulers: the site config file
 
 
 @dataclass(frozen=True)

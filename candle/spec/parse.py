@@ -27,9 +27,12 @@ SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "directi
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("replicas",)
 RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes",
-                 "slots_per_node", "gpus_per_node", "oversubscribe")
+                 "slots_per_node", "gpus_per_node", "oversubscribe", "mode", "array_throttle",
+                 "site")
+MODES = ("pack", "array")
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 METHODS = ("grid", "random", "list")
-SCHEDULERS = ("local",)
+SCHEDULERS = ("local", "slurm")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
@@ -293,18 +296,35 @@ def _uq(ctx: _Ctx, raw: Any) -> UQSpec | None:
 def _resources(ctx: _Ctx, raw: Any) -> Resources:
     r = ctx.mapping(raw if raw is not None else {}, ("resources",), RESOURCE_KEYS)
     scheduler = r.get("scheduler", "local")
-    if scheduler in ("slurm", "pbs"):
-        raise ctx.fail(("resources", "scheduler"), f"scheduler {scheduler} is not supported "
-                                                   "yet; use local")
+    if scheduler == "pbs":
+        raise ctx.fail(("resources", "scheduler"), "scheduler pbs is not supported yet; use "
+                                                   "local or slurm")
     scheduler = ctx.string(scheduler, ("resources", "scheduler"), SCHEDULERS)
+    mode = ctx.string(r.get("mode", "pack"), ("resources", "mode"), MODES)
+    throttle = ctx.integer(r.get("array_throttle", 0), ("resources", "array_throttle"), 0)
+    site: Path | None = None
+    site_cores = site_gpus = 0
+    if scheduler != "local":
+        from candle.spec.site import load_site, resolve_site
+
+        name = ctx.string(r.get("site", "local-slurm"), ("resources", "site"))
+        try:
+            site = resolve_site(name, ctx.file.resolve().parent, REPO_CONFIGS)
+        except UserError as exc:
+            raise ctx.fail(("resources", "site"), exc.message) from None
+        loaded = load_site(site)
+        site_cores, site_gpus = loaded.cores_per_node, loaded.gpus_per_node
+    elif "site" in r or "mode" in r:
+        key = "site" if "site" in r else "mode"
+        raise ctx.fail(("resources", key), "only for a cluster scheduler (slurm)")
     ranks = ctx.integer(r.get("ranks_per_job", 1), ("resources", "ranks_per_job"), 1)
     concurrent = ctx.integer(r.get("max_concurrent", 0), ("resources", "max_concurrent"), 0)
     nodes = ctx.integer(r.get("nodes", 1), ("resources", "nodes"), 1)
     if scheduler == "local" and nodes != 1:
         raise ctx.fail(("resources", "nodes"), "a local run uses this one machine; nodes must "
                                                "be 1")
-    slots = ctx.integer(r.get("slots_per_node", 0), ("resources", "slots_per_node"), 0)
-    gpus = ctx.integer(r.get("gpus_per_node", 0), ("resources", "gpus_per_node"), 0)
+    slots = ctx.integer(r.get("slots_per_node", site_cores), ("resources", "slots_per_node"), 0)
+    gpus = ctx.integer(r.get("gpus_per_node", site_gpus), ("resources", "gpus_per_node"), 0)
     oversubscribe = ctx.boolean(r.get("oversubscribe", False), ("resources", "oversubscribe"))
     per_node = min(slots, gpus) if slots and gpus else (gpus or slots)
     if per_node and ranks > per_node * nodes and not oversubscribe:
@@ -315,4 +335,5 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
     walltime = r.get("walltime", "01:00:00")
     if not isinstance(walltime, str) or not WALLTIME_RE.match(walltime):
         raise ctx.fail(("resources", "walltime"), f"expected [D-]HH:MM:SS, got {walltime!r}")
-    return Resources(scheduler, ranks, concurrent, walltime, nodes, slots, gpus, oversubscribe)
+    return Resources(scheduler, ranks, concurrent, walltime, nodes, slots, gpus, oversubscribe,
+                     mode, throttle, site)

@@ -31,6 +31,16 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
         "source": str(sweep.source),
         "candle_version": __version__,
         "updated": time.time(),
+        "retries": sweep.retries,
+        "resources": {
+            "scheduler": sweep.resources.scheduler, "mode": sweep.resources.mode,
+            "ranks_per_job": sweep.resources.ranks_per_job,
+            "max_concurrent": sweep.resources.max_concurrent,
+            "slots_per_node": sweep.resources.slots_per_node,
+            "gpus_per_node": sweep.resources.gpus_per_node,
+            "oversubscribe": sweep.resources.oversubscribe,
+            "site": str(sweep.resources.site) if sweep.resources.site else None,
+        },
     }
 
 

@@ -1,0 +1,1 @@
+"""Slurm: sbatch scripts (pack and array modes), batched sacct status, scancel."""

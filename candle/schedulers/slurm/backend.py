@@ -1,0 +1,103 @@
+"""Talking to Slurm: sbatch (never twice for one submission), one batched sacct for all of
+a run's jobs (squeue when accounting is off), scancel, and the cluster's limits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+
+from candle.schedulers._base import AllocState
+from candle.schedulers._command import Retry, SchedulerError, run_cmd
+from candle.schedulers.slurm.states import parse_table
+
+log = logging.getLogger("candle.schedulers")
+
+STATUS_RETRY = Retry(attempts=3, first_delay=1.0, timeout=60.0)
+SUBMIT_RETRY = Retry(attempts=4, first_delay=2.0, timeout=120.0)
+
+
+def new_comment(run_id: str) -> str:
+    """The tag every batch job of a run carries: the run, and this submission's token."""
+    return f"candle-run:{run_id}:{secrets.token_hex(4)}"
+
+
+def find_by_comment(comment: str) -> str | None:
+    """The id of a job already submitted with ``comment`` (sbatch reached the controller but
+    its reply was lost), or None."""
+    try:
+        out = run_cmd(["squeue", "-h", "-o", "%i|%k", "-u", _user()], retry=STATUS_RETRY)
+    except SchedulerError:
+        return None
+    for line in out.splitlines():
+        job_id, _, tag = line.partition("|")
+        if tag.strip() == comment:
+            return job_id.split("_")[0].strip()
+    return None
+
+
+def submit(script: Path, comment: str) -> str:
+    """sbatch ``script`` from its own folder (its outputs are relative); return the job id."""
+
+    def already_there(_: SchedulerError) -> str | None:
+        found = find_by_comment(comment)
+        if found is not None:
+            log.warning("sbatch reply was lost but job %s with our tag exists; not "
+                        "submitting again", found)
+        return found
+
+    out = run_cmd(["sbatch", "--parsable", script.name], retry=SUBMIT_RETRY,
+                  before_retry=already_there, cwd=script.parent)
+    job_id = out.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SchedulerError(["sbatch", str(script)], 0, out, "no job id in sbatch's reply")
+    return job_id
+
+
+def status(job_ids: list[str]) -> dict[str, AllocState]:
+    """States of ``job_ids`` (and their array tasks) in ONE sacct call; squeue if sacct is
+    unavailable. A failed poll is logged and answers {} (the caller polls again later)."""
+    if not job_ids:
+        return {}
+    ids = ",".join(job_ids)
+    try:
+        out = run_cmd(["sacct", "-n", "-P", "-X", "-j", ids, "--format=JobID,State"],
+                      retry=STATUS_RETRY)
+        return parse_table(out)
+    except SchedulerError as exc:
+        log.warning("sacct failed (%s); asking squeue", exc)
+    try:
+        out = run_cmd(["squeue", "-h", "-j", ids, "-o", "%i|%T", "--states=all"],
+                      retry=STATUS_RETRY)
+        return parse_table(out)
+    except SchedulerError as exc:
+        log.warning("squeue failed too: %s", exc)
+        return {}
+
+
+def cancel(job_ids: list[str]) -> None:
+    if job_ids:
+        run_cmd(["scancel", *job_ids], retry=STATUS_RETRY)
+
+
+def cluster_limits() -> tuple[int, int]:
+    """(MaxArraySize, MaxJobCount) from `scontrol show config`; (1001, 10000) if unknown."""
+    try:
+        out = run_cmd(["scontrol", "show", "config"], retry=STATUS_RETRY)
+    except SchedulerError as exc:
+        log.warning("cannot read the cluster's limits (%s); assuming Slurm's defaults", exc)
+        return 1001, 10000
+    found = dict(re.findall(r"^(MaxArraySize|MaxJobCount)\s*=\s*(\d+)", out, re.MULTILINE))
+    return int(found.get("MaxArraySize", 1001)), int(found.get("MaxJobCount", 10000))
+
+
+def hostnames(nodelist: str) -> list[str]:
+    """'node[1-3]' → ['node1', 'node2', 'node3'] (scontrol does Slurm's own expansion)."""
+    out = run_cmd(["scontrol", "show", "hostnames", nodelist], retry=STATUS_RETRY)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _user() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())

@@ -1,0 +1,88 @@
+"""`candle run` with scheduler slurm: submit, say what was submitted and how to follow it,
+and with --wait follow it (one batched status call per poll, backing off) to the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from candle.schedulers._base import AllocState
+from candle.schedulers._command import SchedulerError
+from candle.schedulers.slurm import backend
+from candle.schedulers.slurm.submit import plan_and_submit, submissions
+from candle.spec.model import Sweep
+from candle.state import JobState
+from candle.store.run_store import RunStore
+from candle.supervisor.run import run_meta
+
+POLL_FIRST_S = 2.0
+POLL_MAX_S = 30.0
+
+
+def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool) -> int:
+    console = Console(stderr=False)
+    try:
+        scripts, new, still = plan_and_submit(sweep, run_meta(sweep), dry_run=dry_run)
+    except SchedulerError as exc:
+        console.print(f"[red]submission failed:[/] {exc}")
+        return 1
+    if dry_run:
+        for script in scripts:  # plain stdout: a console would wrap long lines
+            sys.stdout.write(f"# ---- {script.name} ({len(script.chunk_ids) or 'all'} jobs) "
+                             f"----\n{script.text}")
+        return 0
+    run_dir = sweep.run_dir
+    if still:
+        ids = " ".join(r.job_id for r in still)
+        console.print(f"{sweep.name}: already submitted and not finished: {ids}; nothing "
+                      f"submitted again (candle status {run_dir}; candle cancel {run_dir})")
+    elif not new:
+        console.print(f"{sweep.name}: every job is already done -> {run_dir}")
+        return 0
+    else:
+        for record in new:
+            what = f"array of {record.count}" if record.kind == "array" else "pack allocation"
+            path = run_dir / "slurm" / record.script
+            console.print(f"submitted {record.job_id}: {what} ({path})")
+        if not wait:
+            console.print(f"follow with: candle status {run_dir}   (or candle run ... --wait)")
+            return 0
+    if not wait:
+        return 0
+    return follow(RunStore(run_dir), sweep.name, console)
+
+
+def follow(store: RunStore, name: str, console: Console) -> int:
+    """Poll until every submission has ended; a progress bar counts finished jobs."""
+    records = submissions(store)
+    ids = [r.job_id for r in records]
+    total = sum(1 for _ in store.jobs())
+    delay = POLL_FIRST_S
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(name, total=total, info="")
+        while True:
+            states = backend.status(ids)
+            done = sum(1 for job in store.jobs() if store.state(job.id) is JobState.DONE)
+            counts: dict[AllocState, int] = {}
+            for state in states.values():
+                counts[state] = counts.get(state, 0) + 1
+            info = ", ".join(f"{s.value.lower()} {n}" for s, n in sorted(counts.items()))
+            progress.update(task, completed=done, info=info)
+            if all(_ended(states, job_id) for job_id in ids):
+                break
+            time.sleep(delay)
+            delay = min(POLL_MAX_S, delay * 1.5)
+    failed = total - done
+    console.print(f"{name}: {done} done, {failed} not done -> {store.root}")
+    return 0 if failed == 0 else 1
+
+
+def _ended(states: dict[str, AllocState], job_id: str) -> bool:
+    """All of a batch job's entries (itself, or its array tasks) are known and terminal."""
+    mine = [s for k, s in states.items() if k == job_id or k.startswith(job_id + "_")]
+    return bool(mine) and all(s.terminal for s in mine)

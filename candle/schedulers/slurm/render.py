@@ -1,0 +1,91 @@
+"""sbatch scripts from two small templates. Every value that reaches a shell line is
+`shlex.quote`d; directive values were checked by the site config (no spaces, quotes, $);
+paths never appear in directives (sbatch runs in the run's slurm/ folder, so outputs are
+relative), because sbatch splits #SBATCH lines on whitespace."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from candle.spec.site import SiteConfig
+
+# Walltime warning signals (--signal=B:USR1@lead) come with checkpoint-and-requeue handling.
+HEADER = Template("""#!/bin/bash
+#SBATCH --job-name=$name
+#SBATCH --comment=$comment
+#SBATCH --time=$time
+#SBATCH --output=$output
+$resources$site_directives
+# candle $kind script for run $run_id; written by `candle run`, safe to read, re-submittable.
+set -eo pipefail
+$modules$setup$exports""")
+
+PACK_BODY = Template("""
+# One allocation; the supervisor inside keeps its slots full, one srun step per job.
+exec $python -m candle.cli supervise $run_dir
+""")
+
+ARRAY_BODY = Template("""
+# Task i of this array runs job number i of $chunk (one job id per line).
+exec $python -m candle.cli array-task $run_dir $chunk
+""")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    nodes: int
+    tasks_per_node: int
+    gpus_per_node: int
+
+
+def _directives(site: SiteConfig) -> str:
+    lines = [f"--{key}={value}" for key, value in (
+        ("partition", site.partition), ("account", site.account), ("qos", site.qos),
+        ("constraint", site.constraint), ("gres", site.gres)) if value]
+    lines += list(site.directives)
+    return "".join(f"#SBATCH {line}\n" for line in lines)
+
+
+def _shell_lines(site: SiteConfig) -> dict[str, str]:
+    modules = "".join(f"module load {shlex.quote(m)}\n" for m in site.modules)
+    setup = "".join(f"{line}\n" for line in site.setup)  # the site's own shell, as written
+    exports = "".join(f"export {name}={shlex.quote(value)}\n"
+                      for name, value in sorted(site.env.items()))
+    return {"modules": modules, "setup": setup, "exports": exports}
+
+
+def python_of(site: SiteConfig) -> str:
+    return site.python or sys.executable
+
+
+def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str, nodes: int,
+                tasks_per_node: int, site: SiteConfig) -> str:
+    """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor."""
+    header = HEADER.substitute(
+        name=f"candle-{name}", comment=comment, time=walltime,
+        output="pack-%j.out", kind="pack", run_id=run_id,
+        resources=f"#SBATCH --nodes={nodes}\n#SBATCH --ntasks-per-node={tasks_per_node}\n",
+        site_directives=_directives(site), **_shell_lines(site))
+    return header + PACK_BODY.substitute(python=shlex.quote(python_of(site)),
+                                         run_dir=shlex.quote(str(run_dir)))
+
+
+def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str, ranks: int,
+                 cores_per_node: int, count: int, throttle: int, chunk: str,
+                 site: SiteConfig) -> str:
+    """``count`` tasks, each one job of ``ranks`` ranks; at most ``throttle`` at once."""
+    nodes = math.ceil(ranks / cores_per_node) if cores_per_node else 1
+    spec = f"0-{count - 1}" + (f"%{throttle}" if throttle else "")
+    header = HEADER.substitute(
+        name=f"candle-{name}", comment=comment, time=walltime,
+        output="array-%A_%a.out", kind="array", run_id=run_id,
+        resources=f"#SBATCH --array={spec}\n#SBATCH --nodes={nodes}\n#SBATCH --ntasks={ranks}\n",
+        site_directives=_directives(site), **_shell_lines(site))
+    return header + ARRAY_BODY.substitute(python=shlex.quote(python_of(site)),
+                                          run_dir=shlex.quote(str(run_dir)),
+                                          chunk=shlex.quote(chunk))

@@ -1,0 +1,158 @@
+"""`candle run` on a login node with scheduler slurm: write the run directory, render the
+batch scripts, submit them (pack: one allocation; array: one sbatch per chunk of up to
+MaxArraySize jobs, never one per job) and record every submission in the run directory,
+so `candle status`, `candle cancel` and a later `candle run` find them again."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from candle.plan.jobs import Job, iter_jobs
+from candle.schedulers._base import AllocState
+from candle.schedulers.slurm import backend
+from candle.schedulers.slurm.render import render_array, render_pack
+from candle.spec.model import Sweep
+from candle.spec.site import SiteConfig, load_site
+from candle.state import JobState
+from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
+from candle.store.run_store import RunStore
+
+RECORDS = "submissions.json"
+
+
+@dataclass
+class Submission:
+    kind: str  # pack | array
+    job_id: str
+    script: str
+    comment: str
+    chunk: str | None = None
+    count: int = 0
+    submitted: float = 0.0
+
+
+@dataclass
+class Script:
+    kind: str
+    name: str  # file name in <run>/slurm/
+    text: str
+    comment: str
+    chunk_name: str | None = None
+    chunk_ids: tuple[str, ...] = ()
+
+
+def slurm_dir(store: RunStore) -> Path:
+    return store.root / "slurm"
+
+
+def submissions(store: RunStore) -> list[Submission]:
+    path = slurm_dir(store) / RECORDS
+    if not path.is_file():
+        return []
+    return [Submission(**record) for record in read_json(path)]
+
+
+def _save(store: RunStore, records: list[Submission]) -> None:
+    atomic_write_json(slurm_dir(store) / RECORDS, [asdict(r) for r in records])
+
+
+def run_id_of(run_dir: Path) -> str:
+    """A short stable tag for the run directory, carried in every batch job's comment."""
+    import hashlib
+
+    return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
+                  limits: tuple[int, int] | None = None) -> list[Script]:
+    """The scripts that would run ``pending`` (pure: no files, no Slurm calls except the
+    cluster's limits for array chunking, which tests pass in)."""
+    site = load_site(sweep.resources.site) if sweep.resources.site else SiteConfig()
+    resources = sweep.resources
+    run_id = run_id_of(run_dir)
+    if not pending:
+        return []
+    if resources.mode == "pack":
+        slots = resources.slots_per_node or site.cores_per_node or resources.ranks_per_job
+        comment = backend.new_comment(run_id)
+        text = render_pack(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
+                           walltime=resources.walltime, nodes=resources.nodes,
+                           tasks_per_node=slots, site=site)
+        return [Script("pack", "pack.sbatch", text, comment)]
+    max_array, max_jobs = limits or backend.cluster_limits()
+    size = max(1, min(max_array, max_jobs // 2 or 1))  # leave the queue room for others
+    scripts = []
+    for k in range(math.ceil(len(pending) / size)):
+        chunk = pending[k * size : (k + 1) * size]
+        chunk_name = f"chunk-{k:04d}.txt"
+        comment = backend.new_comment(run_id)
+        text = render_array(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
+                            walltime=resources.walltime, ranks=resources.ranks_per_job,
+                            cores_per_node=resources.slots_per_node or site.cores_per_node,
+                            count=len(chunk), throttle=resources.array_throttle,
+                            chunk=chunk_name, site=site)
+        scripts.append(Script("array", f"array-{k:04d}.sbatch", text, comment, chunk_name,
+                              tuple(j.id for j in chunk)))
+    return scripts
+
+
+def active(store: RunStore) -> list[tuple[Submission, AllocState]]:
+    """Previous submissions that are still pending or running (one sacct call)."""
+    records = submissions(store)
+    states = backend.status([r.job_id for r in records])
+    out = []
+    for record in records:
+        tasks = [s for k, s in states.items() if k == record.job_id
+                 or k.startswith(record.job_id + "_")]
+        if not tasks:
+            continue
+        live = [s for s in tasks if not s.terminal]
+        if live:
+            out.append((record, live[0]))
+    return out
+
+
+def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
+                    ) -> tuple[list[Script], list[Submission], list[Submission]]:
+    """Returns (scripts, new submissions, still-active older ones)."""
+    store = RunStore(sweep.run_dir)
+    jobs = list(iter_jobs(sweep))
+    if dry_run:
+        return build_scripts(sweep, jobs, sweep.run_dir), [], []
+    with store.supervisor_lock():
+        store.initialise(sweep.text, run_meta, jobs)
+        running = active(store)
+        if running:
+            return [], [], [record for record, _ in running]
+        pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
+        scripts = build_scripts(sweep, pending, store.root)
+        for job in pending:
+            store.job_dir(job.id).mkdir(parents=True, exist_ok=True)
+            store.write_params(job)
+        records = submissions(store)
+        new = []
+        slurm_dir(store).mkdir(exist_ok=True)
+        for script in scripts:
+            path = slurm_dir(store) / script.name
+            if script.chunk_name:
+                atomic_write_text(slurm_dir(store) / script.chunk_name,
+                                  "\n".join(script.chunk_ids) + "\n")
+            atomic_write_text(path, script.text)
+            job_id = backend.submit(path, script.comment)
+            record = Submission(script.kind, job_id, script.name, script.comment,
+                                script.chunk_name, len(script.chunk_ids) or len(pending),
+                                time.time())
+            records.append(record)
+            new.append(record)
+            _save(store, records)  # after each sbatch: a crash here loses no job id
+        return scripts, new, []
+
+
+def cancel_run(store: RunStore) -> list[str]:
+    ids = [r.job_id for r in submissions(store)]
+    backend.cancel(ids)
+    return ids

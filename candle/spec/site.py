@@ -1,0 +1,116 @@
+"""configs/<site>.yaml → SiteConfig: what a cluster needs in every batch script.
+
+Values end up in `#SBATCH`/`#PBS` lines and shell lines, so besides types this checks
+the one thing quoting cannot fix: a line break (it would end the directive and start a
+shell command)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from candle.errors import UserError
+from candle.spec.parse import _Ctx
+from candle.spec.yaml_lines import load_yaml
+
+SITE_KEYS = ("scheduler", "account", "partition", "qos", "constraint", "gres", "cores_per_node",
+             "gpus_per_node", "modules", "setup", "env", "directives", "mpi", "python",
+             "signal_lead_s", "description")
+
+# What account/partition/qos/constraint/gres values look like on real sites (constraint
+# expressions use & | [ ] ( ) * !): never whitespace, quotes, $, backticks or ;.
+DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=+@%/&|\[\]()*!-]+$")
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Defaults are the local emulated cluster (scripts/slurm/)."""
+
+    scheduler: str = "slurm"
+    account: str = ""
+    partition: str = ""
+    qos: str = ""
+    constraint: str = ""
+    gres: str = ""
+    cores_per_node: int = 0  # 0: ask the scheduler (SLURM_CPUS_ON_NODE) inside the allocation
+    gpus_per_node: int = 0
+    modules: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()  # shell lines run before candle (e.g. activate a venv)
+    env: dict[str, str] = field(default_factory=dict)
+    directives: tuple[str, ...] = ()  # extra scheduler options, one per line, e.g. --exclusive
+    mpi: str = "pmix"  # srun --mpi=
+    python: str = ""  # the interpreter on compute nodes; "" means this one
+    signal_lead_s: int = 120
+    source: Path | None = None
+
+
+def load_site(path: Path) -> SiteConfig:
+    data, lines, _ = load_yaml(path)
+    ctx = _Ctx(path, lines)
+    if data is None:
+        return SiteConfig(source=path)
+    raw = ctx.mapping(data, (), SITE_KEYS)
+
+    def text(key: str, pattern: re.Pattern[str] | None = None) -> str:
+        value = raw.get(key, "")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        value = _one_line(ctx, ctx.string(value, (key,)), (key,))
+        if pattern is not None and value and not pattern.match(value):
+            raise ctx.fail((key,), f"{value!r} has characters a scheduler directive cannot "
+                                   "carry (spaces, quotes, $, `, ; ...)")
+        return value
+
+    def lines_of(key: str) -> tuple[str, ...]:
+        value = raw.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ctx.fail((key,), "expected a list of strings")
+        return tuple(_one_line(ctx, ctx.string(v, (key, i)), (key, i))
+                     for i, v in enumerate(value))
+
+    env_raw = raw.get("env", {}) or {}
+    if not isinstance(env_raw, dict):
+        raise ctx.fail(("env",), "expected a mapping of NAME: value")
+    env: dict[str, str] = {}
+    for name, value in env_raw.items():
+        if not isinstance(name, str) or not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise ctx.fail(("env", str(name)), "not a valid environment variable name")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ctx.fail(("env", name), "expected a string or number")
+        env[name] = _one_line(ctx, str(value), ("env", name))
+    scheduler = ctx.string(raw.get("scheduler", "slurm"), ("scheduler",), ("slurm", "pbs"))
+    for i, directive in enumerate(lines_of("directives")):
+        if not directive.startswith("-"):
+            raise ctx.fail(("directives", i), "write options as on the command line, e.g. "
+                                              "--exclusive or -l filesystems=home")
+    return SiteConfig(
+        scheduler=scheduler, account=text("account", DIRECTIVE_VALUE),
+        partition=text("partition", DIRECTIVE_VALUE), qos=text("qos", DIRECTIVE_VALUE),
+        constraint=text("constraint", DIRECTIVE_VALUE), gres=text("gres", DIRECTIVE_VALUE),
+        cores_per_node=ctx.integer(raw.get("cores_per_node", 0), ("cores_per_node",), 0),
+        gpus_per_node=ctx.integer(raw.get("gpus_per_node", 0), ("gpus_per_node",), 0),
+        modules=lines_of("modules"), setup=lines_of("setup"), env=env,
+        directives=lines_of("directives"), mpi=text("mpi", DIRECTIVE_VALUE) or "pmix",
+        python=text("python"),
+        signal_lead_s=ctx.integer(raw.get("signal_lead_s", 120), ("signal_lead_s",), 0),
+        source=path,
+    )
+
+
+def _one_line(ctx: _Ctx, value: str, path: tuple[str | int, ...]) -> str:
+    if any(c in value for c in "\n\r\0"):
+        raise ctx.fail(path, "must be a single line (a line break would end the directive and "
+                             "start a shell command)")
+    return value
+
+
+def resolve_site(name: str, sweep_dir: Path, repo_configs: Path) -> Path:
+    """A site given as a path (relative to the sweep file) or as a name in configs/."""
+    for candidate in (sweep_dir / name, repo_configs / name, repo_configs / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UserError(f"no site config {name!r} (looked beside the sweep file and in "
+                    f"{repo_configs})")

@@ -1,0 +1,92 @@
+"""Rendered sbatch scripts: golden files, and hostile values that must not execute.
+
+These run offline; the live-Slurm tests (tests/schedulers/test_slurm_live.py) submit the
+same scripts to a real Slurm."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from candle.errors import UserError
+from candle.schedulers.slurm.render import render_array, render_pack
+from candle.spec.site import SiteConfig, load_site
+from tests.conftest import write
+
+GOLDEN = Path(__file__).parent / "golden"
+SITE = SiteConfig(partition="gpu", account="proj123", qos="normal", constraint="a100&ib",
+                  gres="gpu:4", modules=("gcc/12", "openmpi/4.1"),
+                  setup=("source /opt/venv/bin/activate",),
+                  env={"OMPI_MCA_btl": "self,tcp", "NOTE": "it's $(not) run"},
+                  directives=("--exclusive",), python="/opt/venv/bin/python")
+
+
+def test_pack_script_matches_golden() -> None:
+    text = render_pack(run_id="r1", comment="candle-run:r1:t1", run_dir=Path("/scratch/runs/a"),
+                       name="nt3", walltime="02:00:00", nodes=4, tasks_per_node=8, site=SITE)
+    assert text == (GOLDEN / "pack.sbatch").read_text()
+
+
+def test_array_script_matches_golden() -> None:
+    text = render_array(run_id="r1", comment="candle-run:r1:t2",
+                        run_dir=Path("/scratch/runs/a"), name="nt3", walltime="00:30:00",
+                        ranks=4, cores_per_node=2, count=25, throttle=5,
+                        chunk="chunk-0000.txt", site=SITE)
+    assert text == (GOLDEN / "array.sbatch").read_text()
+
+
+def test_hostile_values_reach_the_program_intact_and_execute_nothing(tmp_path: Path) -> None:
+    canary = tmp_path / "PWNED"
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_OUT"\nenv > "$ENV_OUT"\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    evil_dir = tmp_path / f"run 'x' $(touch {canary}) `touch {canary}`; touch {canary}"
+    site = SiteConfig(env={"EVIL": f"$(touch {canary}) `touch {canary}` ' \" ; x"},
+                      python=str(stub))
+    for text in (
+        render_pack(run_id="r", comment="c", run_dir=evil_dir, name="n", walltime="00:01:00",
+                    nodes=1, tasks_per_node=1, site=site),
+        render_array(run_id="r", comment="c", run_dir=evil_dir, name="n", walltime="00:01:00",
+                     ranks=1, cores_per_node=1, count=1, throttle=0,
+                     chunk=f"c $(touch {canary})", site=site),
+    ):
+        script = tmp_path / "job.sbatch"
+        script.write_text(text)
+        env = {**os.environ, "ARGS_OUT": str(tmp_path / "args"), "ENV_OUT": str(tmp_path / "env")}
+        subprocess.run(["bash", str(script)], check=True, env=env, timeout=30)
+        args = (tmp_path / "args").read_text().splitlines()
+        assert str(evil_dir) in args
+        assert f"EVIL=$(touch {canary}) `touch {canary}` ' \" ; x" in \
+            (tmp_path / "env").read_text()
+        assert not canary.exists()
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), [
+    ("account: 'my proj'\n", 1, "account", "cannot carry"),
+    ("partition: \"debug\\n#SBATCH --x\"\n", 1, "partition", "single line"),
+    ("qos: $(reboot)\n", 1, "qos", "cannot carry"),
+    ("env:\n  OK: 1\n  'BAD NAME': x\n", 3, "env.BAD NAME", "not a valid environment"),
+    ("directives:\n  - exclusive\n", 2, "directives[0]", "as on the command line"),
+    ("modules: [gcc, \"x\\ny\"]\n", 1, "modules[1]", "single line"),
+    ("colour: blue\n", 1, "colour", "valid keys"),
+])
+def test_bad_site_values_are_located_errors(tmp_path: Path, text: str, line: int, key: str,
+                                            words: str) -> None:
+    path = write(tmp_path / "site.yaml", text)
+    with pytest.raises(UserError) as info:
+        load_site(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: {key}: "), message
+    assert words in message
+
+
+def test_shipped_site_configs_load() -> None:
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    names = sorted(p.name for p in configs.glob("*.yaml"))
+    assert {"local-slurm.yaml", "frontier-like.yaml", "perlmutter-like.yaml"} <= set(names)
+    for name in names:
+        assert load_site(configs / name).scheduler in ("slurm", "pbs")
