@@ -138,7 +138,12 @@ def status(run_dir: Path, fmt: str) -> None:
     from candle.report.render import print_status
     from candle.store import RunStore
 
-    result = collect_status(RunStore(run_dir))
+    store = RunStore(run_dir)
+    result = collect_status(store)
+    if (store.root / "slurm" / "submissions.json").is_file():
+        from candle.schedulers.slurm.submit import batch_report
+
+        result.batch, result.notes = batch_report(store)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

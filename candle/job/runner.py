@@ -16,10 +16,12 @@ from candle.plan.jobs import Job
 
 def mpi_rank_and_size() -> tuple[int, int]:
     """Rank and size from the launcher's environment (no MPI import needed to know it)."""
+    # Order matters: mpirun inside a Slurm allocation also inherits SLURM_PROCID, and
+    # Open MPI under `srun --mpi=pmix` sets OMPI_COMM_WORLD_* only once MPI is initialised.
     for rank_var, size_var in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-                               ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE"),
+                               ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS"),
                                ("PMI_RANK", "PMI_SIZE"),
-                               ("SLURM_PROCID", "SLURM_NTASKS")):
+                               ("PALS_RANKID", "PALS_SIZE")):
         if rank_var in os.environ:
             return int(os.environ[rank_var]), int(os.environ.get(size_var, "1"))
     return 0, 1
@@ -66,6 +68,7 @@ def execute(
     record: dict[str, Any] = {
         "job_id": job.id, "point": job.point, "fold": job.fold, "replica": job.replica,
         "attempt": attempt, "host": socket.gethostname(), "ranks": size,
+        "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
         "started": started,
     }
     try:

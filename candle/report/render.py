@@ -106,6 +106,12 @@ def print_status(status: RunStatus) -> None:
     console = _console()
     parts = [f"{s.value} {status.counts.get(s, 0)}" for s in JobState]
     console.print(f"[bold]{status.name}[/]: {status.total} jobs: " + ", ".join(parts))
+    for row in status.batch:
+        states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(row["states"].items()))
+        what = f"array of {row['count']}" if row["kind"] == "array" else "pack allocation"
+        console.print(f"batch job {row['job_id']} ({what}): {states or 'not known yet'}")
+    for job_id, note in sorted(status.notes.items()):
+        console.print(f"[yellow]not done[/] {job_id}: {note}")
     for failure in status.failures:
         console.print(f"\n[red]failed[/] {failure.job_id} (attempt {failure.attempt}): "
                       f"{failure.error}")

@@ -24,12 +24,15 @@ class RunStatus:
     total: int
     counts: Counter[JobState] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
+    batch: list[dict[str, Any]] = field(default_factory=list)  # the scheduler's view
+    notes: dict[str, str] = field(default_factory=dict)  # job id -> what the scheduler saw
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "total": self.total,
             "counts": {s.value: self.counts.get(s, 0) for s in JobState},
             "failures": [f.__dict__ for f in self.failures],
+            "batch": self.batch, "notes": self.notes,
         }
 
 

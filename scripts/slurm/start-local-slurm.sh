@@ -95,8 +95,8 @@ if [[ ! -s "$STATE/db.pass" ]]; then
 fi
 DB_PASS="$(cat "$STATE/db.pass")"
 
-# Memory per emulated node: a quarter-ish of the machine each, capped, so that all nodes'
-# RealMemory fits in the real RAM. DefMemPerCPU = RealMemory/CPUs makes CPUs, not memory,
+# Memory per emulated node: 3/4 of the RAM split over the nodes, at most 4 GiB, so that
+# all nodes' RealMemory fits in the real RAM. DefMemPerCPU = RealMemory/CPUs makes CPUs, not memory,
 # the limiting resource by default (without DefMemPerCPU a CR_*_Memory job takes the
 # whole node's memory and nothing else fits beside it).
 mem_mb=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
@@ -137,6 +137,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 JobCompType=jobcomp/none
+MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$DEF_MEM
@@ -175,11 +176,12 @@ StorageLoc=slurm_acct_db
 
 # write_if_changed FILE MODE CONTENT: returns 0 if the file had to be (re)written.
 write_if_changed() {
-    if [[ -f "$1" ]] && [[ "$(cat "$1")" == "$3" ]]; then
+    (umask 077; printf '%s' "$3" >"$1.tmp")
+    if cmp -s "$1.tmp" "$1"; then
+        rm -f "$1.tmp"
         chmod "$2" "$1"
         return 1
     fi
-    (umask 077; printf '%s' "$3" >"$1.tmp")
     chown root:root "$1.tmp"
     chmod "$2" "$1.tmp"
     mv -f "$1.tmp" "$1"
@@ -193,17 +195,35 @@ slurm_daemons_up() {
     local n
     for n in $(node_names); do alive "$RUN/slurmd-$n.pid" slurmd || return 1; done
 }
+# Ready = every node registered and responsive; busy nodes count (a re-run while jobs
+# run must not wait for them), DOWN/DRAIN/UNKNOWN or a '*' (not responding) do not.
+nodes_ready() {
+    [[ "$(sinfo -h -N -o '%N %t' 2>/dev/null | sort -u \
+          | awk '$2 ~ /^(idle|mix|alloc|comp)$/' | wc -l)" -eq "$NODES" ]]
+}
+# sacct prints "accounting storage is disabled" (or a slurmdbd error) on stderr.
+acct_ok() {
+    local err
+    err="$(sacct -n -X -S now-1minutes 2>&1 >/dev/null)" && [[ -z "$err" ]]
+}
 munge_ok() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
 db_ok() { mariadb-admin --no-defaults --socket="$DB_SOCK" -u root ping >/dev/null 2>&1; }
 
+any_slurm_daemon_up() {
+    alive "$RUN/slurmdbd.pid" slurmdbd || alive "$RUN/slurmctld.pid" slurmctld && return 0
+    local n
+    for n in $(node_names); do alive "$RUN/slurmd-$n.pid" slurmd && return 0; done
+    return 1
+}
+
+# Daemons read their config only at start: a changed config means a restart.
 if ((changed)); then
-    if slurm_daemons_up || alive "$RUN/slurmctld.pid" slurmctld; then
+    if any_slurm_daemon_up; then
         say "configuration changed: restarting the cluster"
         "$HERE/stop-local-slurm.sh"
     fi
-elif munge_ok && db_ok && slurm_daemons_up \
-        && [[ "$(sinfo -h -o '%t' 2>/dev/null | sort -u | tr '\n' ' ')" == "idle " ]]; then
-    say "already up: $NODES nodes idle (cluster $CLUSTER, state $STATE); nothing to do"
+elif munge_ok && db_ok && slurm_daemons_up && nodes_ready && acct_ok; then
+    say "already up: $NODES nodes (cluster $CLUSTER, state $STATE); nothing to do"
     exit 0
 fi
 
@@ -222,7 +242,7 @@ if ! munge_ok; then
     rm -f /run/munge/munged.pid
     runuser -u munge -- /usr/sbin/munged </dev/null >>"$LOG/munged.out" 2>&1 \
         || die "munged failed to start (/var/log/munge/munged.log)"
-    wait_for 20 "munge" munge_ok
+    wait_for 20 "munged (/var/log/munge/munged.log)" munge_ok
 fi
 
 # ---------------------------------------------------------------------------- MariaDB
@@ -243,14 +263,15 @@ if ! db_ok; then
     rm -f "$DB_SOCK"
     # mariadbd drops to the mysql user before it writes its pid file and error log.
     touch "$LOG/mariadb.log" && chown mysql:mysql "$LOG/mariadb.log"
-    # The slurmdbd docs ask for innodb_buffer_pool_size >= 128M and a long lock wait.
+    # slurmdbd logs an error below half its recommended InnoDB settings (1 GiB pool,
+    # 64M log, 900 s lock wait); the pool is only touched as it fills, so 512M is cheap.
     setsid /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$DB_DIR/data" \
         --socket="$DB_SOCK" --port="$DB_PORT" --bind-address=127.0.0.1 \
         --pid-file="$DB_DIR/mariadbd.pid" --log-error="$LOG/mariadb.log" \
-        --skip-name-resolve --innodb-buffer-pool-size=128M \
+        --skip-name-resolve --innodb-buffer-pool-size=512M \
         --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
         </dev/null >>"$LOG/mariadb.log" 2>&1 &
-    wait_for "$TIMEOUT" "MariaDB (socket $DB_SOCK)" db_ok
+    wait_for "$TIMEOUT" "MariaDB ($LOG/mariadb.log)" db_ok
 fi
 # Unix-socket root login: idempotent grants for slurmdbd's TCP user.
 mariadb --no-defaults --socket="$DB_SOCK" -u root <<SQL || die "creating the slurm DB user failed"
@@ -294,9 +315,8 @@ for n in $(node_names); do
 done
 
 # ---------------------------------------------------------------------------- ready?
-all_idle() { [[ "$(sinfo -h -N -o '%N %t' | awk '$2 == "idle"' | wc -l)" -eq "$NODES" ]]; }
 begin=$SECONDS; end=$((SECONDS + TIMEOUT)); resumed=0
-until all_idle; do
+until nodes_ready; do
     # Nodes left DOWN/DRAIN by an earlier run (e.g. killed mid-job) are put back once,
     # after the slurmds have had a few seconds to register.
     if ((!resumed && SECONDS > begin + 5)); then
@@ -307,14 +327,17 @@ until all_idle; do
     if ((SECONDS >= end)); then
         sinfo -N -l >&2 || true
         sinfo -R >&2 || true
-        die "not all $NODES nodes idle after ${TIMEOUT}s"
+        die "not all $NODES nodes up after ${TIMEOUT}s"
     fi
     sleep 0.3
 done
-acct_ok() {
-    local err
-    err="$(sacct -n -X -S now-1minutes 2>&1 >/dev/null)" && [[ -z "$err" ]]
-}
 wait_for "$TIMEOUT" "sacct to answer" acct_ok
+# slurmctld runs its first main scheduling cycle ~4 s after it starts; a job submitted
+# before that waits for it. Wait here, so the first job starts as fast as later ones.
+sched_ran() {
+    sdiag 2>/dev/null | sed -n '/^Main schedule/,/^Backfilling/p' \
+        | awk '/Total cycles:/ {n = $3} END {exit !(n > 0)}'
+}
+wait_for "$TIMEOUT" "slurmctld's first scheduling cycle" sched_ran
 
 say "up in $((SECONDS - T0))s: cluster $CLUSTER, partition debug, $NODES nodes x $CPUS CPUs x ${REAL_MEM}MB, accounting on (slurmdbd :$DBD_PORT, MariaDB :$DB_PORT), state $STATE, logs $LOG"

@@ -24,10 +24,10 @@ pids_of() {
     done
 }
 
-# stop WHAT PID...: SIGTERM, wait up to $WAIT s, then SIGKILL what is left.
+# stop WHAT WAIT PID...: SIGTERM, wait up to WAIT s, then SIGKILL what is left.
 stop() {
-    local what="$1" pid left end=$((SECONDS + WAIT))
-    shift
+    local what="$1" pid left end=$((SECONDS + $2))
+    shift 2
     (($#)) || return 0
     say "stopping $what (pid $*)"
     kill -TERM "$@" 2>/dev/null || true
@@ -36,7 +36,7 @@ stop() {
         for pid in "$@"; do [[ -d "/proc/$pid" ]] && left+=("$pid"); done
         ((${#left[@]})) || return 0
         if ((SECONDS >= end)); then
-            say "$what did not exit in ${WAIT}s: SIGKILL ${left[*]}"
+            say "$what did not exit in time: SIGKILL ${left[*]}"
             kill -KILL "${left[@]}" 2>/dev/null || true
             sleep 0.5
             return 0
@@ -63,13 +63,27 @@ from_pidfiles() {
 # collect COMM MARKER PIDFILE...
 collect() { { from_pidfiles "$1" "${@:3}"; pids_of "$1" "$2"; } | sort -u; }
 
-mapfile -t p < <(collect slurmd "" "$RUN"/slurmd-*.pid);           stop slurmd "${p[@]}"
-mapfile -t p < <(collect slurmctld "" "$RUN/slurmctld.pid");       stop slurmctld "${p[@]}"
-# Job steps outlive slurmd; without it nobody would ever reap them.
-mapfile -t p < <(pids_of slurmstepd);                             stop slurmstepd "${p[@]}"
-mapfile -t p < <(collect slurmdbd "" "$RUN/slurmdbd.pid");         stop slurmdbd "${p[@]}"
+# Running jobs cannot survive their slurmds: cancel them while slurmctld can still
+# record it (sacct then says CANCELLED, not a NODE_FAIL on the next start). Pending jobs
+# are left alone and are still queued after the next start.
+if [[ -n "$(from_pidfiles slurmctld "$RUN/slurmctld.pid")" ]] \
+        && [[ -n "$(squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null)" ]]; then
+    say "cancelling running jobs: $(squeue -h -t RUNNING -o %i | paste -sd' ' -)"
+    scancel --state=RUNNING 2>/dev/null || true
+    end=$((SECONDS + 15))
+    while [[ -n "$(squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null)" ]] && ((SECONDS < end)); do
+        sleep 0.3
+    done
+fi
+
+mapfile -t p < <(collect slurmd "" "$RUN"/slurmd-*.pid);           stop slurmd "$WAIT" "${p[@]}"
+mapfile -t p < <(collect slurmctld "" "$RUN/slurmctld.pid");       stop slurmctld "$WAIT" "${p[@]}"
+# Job steps outlive slurmd and with it gone nobody would reap them; slurmstepd ignores
+# SIGTERM, hence the short grace.
+mapfile -t p < <(pids_of slurmstepd);                             stop slurmstepd 3 "${p[@]}"
+mapfile -t p < <(collect slurmdbd "" "$RUN/slurmdbd.pid");         stop slurmdbd "$WAIT" "${p[@]}"
 mapfile -t p < <(collect mariadbd "--datadir=$STATE/mysql/data" "$STATE/mysql/mariadbd.pid")
-stop "private MariaDB" "${p[@]}"
+stop "private MariaDB" "$WAIT" "${p[@]}"
 
 rm -f "$RUN"/*.pid "$STATE/mysql/mariadbd.pid"
 say "stopped (state kept in $STATE)"

@@ -123,11 +123,12 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
     jobs = list(iter_jobs(sweep))
     if dry_run:
         return build_scripts(sweep, jobs, sweep.run_dir), [], []
+    # Before the lock: a pack allocation's supervisor holds it for as long as it runs.
+    running = active(store) if store.exists() else []
+    if running:
+        return [], [], [record for record, _ in running]
     with store.supervisor_lock():
         store.initialise(sweep.text, run_meta, jobs)
-        running = active(store)
-        if running:
-            return [], [], [record for record, _ in running]
         pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
         scripts = build_scripts(sweep, pending, store.root)
         for job in pending:
@@ -156,3 +157,30 @@ def cancel_run(store: RunStore) -> list[str]:
     ids = [r.job_id for r in submissions(store)]
     backend.cancel(ids)
     return ids
+
+
+def batch_report(store: RunStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """For `candle status`: each submission with its tasks' states (ONE sacct call), and
+    for jobs whose array task ended without completing, that state (e.g. TIMEOUT)."""
+    records = submissions(store)
+    if not records:
+        return [], {}
+    states = backend.status([r.job_id for r in records])
+    rows: list[dict[str, Any]] = []
+    notes: dict[str, str] = {}
+    for record in records:
+        mine = {k: s for k, s in states.items() if k == record.job_id
+                or k.startswith(record.job_id + "_")}
+        counts: dict[str, int] = {}
+        for state in mine.values():
+            counts[state.value] = counts.get(state.value, 0) + 1
+        rows.append({"job_id": record.job_id, "kind": record.kind, "count": record.count,
+                     "states": counts})
+        if record.kind == "array" and record.chunk:
+            chunk = slurm_dir(store) / record.chunk
+            ids = chunk.read_text().split() if chunk.is_file() else []
+            for index, job_id in enumerate(ids):
+                task = mine.get(f"{record.job_id}_{index}")
+                if task is not None and task.terminal and task is not AllocState.COMPLETED:
+                    notes[job_id] = f"{task.value} (Slurm job {record.job_id}_{index})"
+    return rows, notes

@@ -1,0 +1,173 @@
+"""Against a REAL Slurm (scripts/slurm/start-local-slurm.sh: 4 emulated nodes, slurmdbd +
+MariaDB so sacct works): pack mode with 2-rank Horovod srun steps, array mode with a
+throttle, the no-double-submission guard, cancel, and a TIMEOUT. The fixture starts the
+cluster when it is not up (root needed) and stops it afterwards if it started it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from candle.store import RunStore
+from tests.conftest import ROOT, run_candle, write
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+SCRIPTS = ROOT / "scripts" / "slurm"
+MODEL = '''
+import time
+
+def objective(params):
+    time.sleep(float(params.get("sleep", 0)))
+    return {"val_loss": (params["x"] - 0.3) ** 2}
+'''
+
+
+def slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                          timeout=30)
+    return proc.returncode == 0 and "idle" in proc.stdout + "mixed allocated"
+
+
+@pytest.fixture(scope="module")
+def live_slurm() -> Iterator[None]:
+    started = False
+    if not slurm_up():
+        if os.geteuid() != 0:
+            pytest.fail("these tests need a live Slurm: run scripts/slurm/start-local-slurm.sh "
+                        "as root (make test does)")
+        subprocess.run(["bash", str(SCRIPTS / "start-local-slurm.sh")], check=True,
+                       timeout=900)
+        started = True
+    yield
+    if started:
+        subprocess.run(["bash", str(SCRIPTS / "stop-local-slurm.sh")], check=False, timeout=300)
+
+
+def sweep_file(tmp_path: Path, name: str, **over: Any) -> Path:
+    write(tmp_path / "model.py", MODEL)
+    doc: dict[str, Any] = {
+        "name": name, "benchmark": "model:objective",
+        "search": {"method": "list", "points": [{"x": 0.1}], "metric": "val_loss"},
+        "resources": {"scheduler": "slurm", "site": str(ROOT / "configs" / "local-slurm.yaml"),
+                      "walltime": "00:05:00"},
+        "retries": 0, "store": str(tmp_path / "runs"),
+    }
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def results(store: RunStore) -> list[dict[str, Any]]:
+    return [store.result(job.id) or {} for job in store.jobs()]
+
+
+def status_json(run_dir: Path) -> dict[str, Any]:
+    proc = run_candle("status", str(run_dir), "--format", "json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_pack_mode_runs_horovod_steps_across_nodes(live_slurm: None, tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(__import__("yaml").safe_load(
+        (ROOT / "workflows" / "nt3_slurm_pack.yaml").read_text())))
+    doc["store"] = str(tmp_path / "runs")
+    doc["params"]["epochs"] = 2
+    path = tmp_path / "pack.yaml"
+    path.write_text(json.dumps(doc))
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(tmp_path / "runs" / doc["name"])
+    done = results(store)
+    assert len(done) == 4 and all(r["status"] == "done" for r in done)
+    for result in done:
+        assert result["horovod"]["size"] == 2
+        assert len({r["weights"] for r in result["horovod"]["ranks"]}) == 1
+        assert "srun --exact --mpi=pmix -n 2" in store.log_path(result["job_id"]).read_text()
+    assert len({r["node"] for r in done}) >= 2, "all jobs ran on one emulated node"
+    overlap = any(a["started"] < b["ended"] and b["started"] < a["ended"]
+                  for a in done for b in done if a is not b)
+    assert overlap, "the allocation ran one job at a time"
+    status = status_json(store.root)
+    assert status["counts"]["done"] == 4
+    assert status["batch"][0]["kind"] == "pack"
+    assert status["batch"][0]["states"] == {"COMPLETED": 1}
+    summary = run_candle("summary", str(store.root), "--format", "json", timeout=60)
+    assert summary.returncode == 0 and json.loads(summary.stdout)
+
+
+def test_array_mode_with_throttle(live_slurm: None, tmp_path: Path) -> None:
+    points = [{"x": i / 10, "sleep": 2} for i in range(24)]
+    path = sweep_file(tmp_path, "array", search={"points": points},
+                      resources={"mode": "array", "array_throttle": 4})
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(tmp_path / "runs" / "array")
+    done = results(store)
+    assert len(done) == 24 and all(r["status"] == "done" for r in done)
+    records = json.loads((store.root / "slurm" / "submissions.json").read_text())
+    assert len(records) == 1 and records[0]["count"] == 24  # one sbatch, not 24
+    script = (store.root / "slurm" / records[0]["script"]).read_text()
+    assert "#SBATCH --array=0-23%4" in script
+    events = sorted([(r["started"], 1) for r in done] + [(r["ended"], -1) for r in done])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert 2 <= peak <= 4
+    assert status_json(store.root)["batch"][0]["states"] == {"COMPLETED": 24}
+
+
+def test_no_double_submission_and_cancel(live_slurm: None, tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, "cancel", search={"points": [{"x": 0.1, "sleep": 600}]})
+    first = run_candle("run", str(path), timeout=120)
+    assert first.returncode == 0, first.stderr
+    store = RunStore(tmp_path / "runs" / "cancel")
+    wait_for(lambda: status_json(store.root)["batch"][0]["states"].get("RUNNING") == 1, 120,
+             "the allocation to start")
+    again = run_candle("run", str(path), timeout=120)
+    assert again.returncode == 0 and "already submitted" in again.stdout
+    assert len(json.loads((store.root / "slurm" / "submissions.json").read_text())) == 1
+    cancelled = run_candle("cancel", str(store.root), timeout=120)
+    assert cancelled.returncode == 0 and "cancelled 1" in cancelled.stdout
+    wait_for(lambda: status_json(store.root)["batch"][0]["states"].get("CANCELLED") == 1, 120,
+             "CANCELLED in sacct")
+    assert status_json(store.root)["counts"]["done"] == 0
+
+
+def test_a_job_over_its_time_limit_shows_timeout(live_slurm: None, tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, "timeout", search={"points": [{"x": 0.2, "sleep": 400}]},
+                      resources={"mode": "array", "walltime": "00:01:00"})
+    proc = run_candle("run", str(path), "--wait", timeout=400)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the job did not finish
+    store = RunStore(tmp_path / "runs" / "timeout")
+    status = status_json(store.root)
+    assert status["batch"][0]["states"] == {"TIMEOUT": 1}
+    (job,) = store.jobs()
+    assert status["notes"][job.id].startswith("TIMEOUT")
+    assert status["counts"]["done"] == 0
