@@ -90,3 +90,28 @@ def test_shipped_site_configs_load() -> None:
     assert {"local-slurm.yaml", "frontier-like.yaml", "perlmutter-like.yaml"} <= set(names)
     for name in names:
         assert load_site(configs / name).scheduler in ("slurm", "pbs")
+
+
+def test_array_mode_chunks_to_the_cluster_limits(tmp_path: Path) -> None:
+    from candle.plan.jobs import iter_jobs
+    from candle.schedulers.slurm.submit import build_scripts
+    from candle.spec import load_sweep
+
+    write(tmp_path / "m.py", "def f(p):\n    return {'val_loss': 0.0}\n")
+    sweep = load_sweep(write(tmp_path / "s.yaml", f"""
+        name: big
+        benchmark: "m:f"
+        search:
+          method: list
+          points: {[{"x": i} for i in range(25)]}
+        resources: {{scheduler: slurm, mode: array, array_throttle: 3}}
+    """))
+    jobs = list(iter_jobs(sweep))
+    scripts = build_scripts(sweep, jobs, tmp_path / "run", limits=(11, 1000))  # 10 per array
+    assert [len(s.chunk_ids) for s in scripts] == [10, 10, 5]
+    assert sum((s.chunk_ids for s in scripts), ()) == tuple(j.id for j in jobs)
+    assert "#SBATCH --array=0-9%3" in scripts[0].text
+    assert "#SBATCH --array=0-4%3" in scripts[2].text
+    assert len({s.comment for s in scripts}) == 3  # each submission its own tag
+    few = build_scripts(sweep, jobs, tmp_path / "run", limits=(1001, 16))  # MaxSubmitJobs 16
+    assert [len(s.chunk_ids) for s in few] == [8, 8, 8, 1]

@@ -83,14 +83,24 @@ def cancel(job_ids: list[str]) -> None:
 
 
 def cluster_limits() -> tuple[int, int]:
-    """(MaxArraySize, MaxJobCount) from `scontrol show config`; (1001, 10000) if unknown."""
+    """(MaxArraySize, jobs we may queue): `scontrol show config`'s MaxArraySize and
+    MaxJobCount, lowered to the user's MaxSubmitJobs from sacctmgr if set."""
     try:
         out = run_cmd(["scontrol", "show", "config"], retry=STATUS_RETRY)
     except SchedulerError as exc:
         log.warning("cannot read the cluster's limits (%s); assuming Slurm's defaults", exc)
         return 1001, 10000
     found = dict(re.findall(r"^(MaxArraySize|MaxJobCount)\s*=\s*(\d+)", out, re.MULTILINE))
-    return int(found.get("MaxArraySize", 1001)), int(found.get("MaxJobCount", 10000))
+    max_jobs = int(found.get("MaxJobCount", 10000))
+    try:  # the user's own MaxSubmitJobs (association limit), when the site sets one
+        limits = run_cmd(["sacctmgr", "-n", "-P", "show", "assoc", f"user={_user()}",
+                          "format=MaxSubmit"], retry=STATUS_RETRY)
+        per_user = [int(v) for v in limits.split() if v.strip().isdigit()]
+        if per_user:
+            max_jobs = min(max_jobs, min(per_user))
+    except SchedulerError:
+        pass
+    return int(found.get("MaxArraySize", 1001)), max_jobs
 
 
 def hostnames(nodelist: str) -> list[str]:

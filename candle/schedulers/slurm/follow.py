@@ -20,6 +20,7 @@ from candle.supervisor.run import run_meta
 
 POLL_FIRST_S = 2.0
 POLL_MAX_S = 30.0
+MAX_UNSEEN_POLLS = 10
 
 
 def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool) -> int:
@@ -61,6 +62,7 @@ def follow(store: RunStore, name: str, console: Console) -> int:
     ids = [r.job_id for r in records]
     total = sum(1 for _ in store.jobs())
     delay = POLL_FIRST_S
+    unseen: dict[str, int] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -73,7 +75,10 @@ def follow(store: RunStore, name: str, console: Console) -> int:
                 counts[state] = counts.get(state, 0) + 1
             info = ", ".join(f"{s.value.lower()} {n}" for s, n in sorted(counts.items()))
             progress.update(task, completed=done, info=info)
-            if all(_ended(states, job_id) for job_id in ids):
+            for job_id in ids:  # gone from sacct and squeue alike: stop waiting for it
+                unseen[job_id] = 0 if _known(states, job_id) else unseen.get(job_id, 0) + 1
+            if all(_ended(states, job_id) or unseen[job_id] > MAX_UNSEEN_POLLS
+                   for job_id in ids):
                 break
             time.sleep(delay)
             delay = min(POLL_MAX_S, delay * 1.5)
@@ -86,3 +91,7 @@ def _ended(states: dict[str, AllocState], job_id: str) -> bool:
     """All of a batch job's entries (itself, or its array tasks) are known and terminal."""
     mine = [s for k, s in states.items() if k == job_id or k.startswith(job_id + "_")]
     return bool(mine) and all(s.terminal for s in mine)
+
+
+def _known(states: dict[str, AllocState], job_id: str) -> bool:
+    return any(k == job_id or k.startswith(job_id + "_") for k in states)

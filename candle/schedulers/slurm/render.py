@@ -63,29 +63,33 @@ def python_of(site: SiteConfig) -> str:
     return site.python or sys.executable
 
 
-def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str, nodes: int,
-                tasks_per_node: int, site: SiteConfig) -> str:
-    """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor."""
-    header = HEADER.substitute(
-        name=f"candle-{name}", comment=comment, time=walltime,
-        output="pack-%j.out", kind="pack", run_id=run_id,
-        resources=f"#SBATCH --nodes={nodes}\n#SBATCH --ntasks-per-node={tasks_per_node}\n",
+def _header(kind: str, output: str, resources: list[str], *, run_id: str, comment: str,
+            name: str, walltime: str, site: SiteConfig) -> str:
+    return HEADER.substitute(
+        name=f"candle-{name}", comment=comment, time=walltime, output=output, kind=kind,
+        run_id=run_id, resources="".join(f"#SBATCH {r}\n" for r in resources),
         site_directives=_directives(site), **_shell_lines(site))
+
+
+def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
+                nodes: int, tasks_per_node: int, site: SiteConfig) -> str:
+    """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor."""
+    header = _header("pack", "pack-%j.out",
+                     [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}"],
+                     run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
     return header + PACK_BODY.substitute(python=shlex.quote(python_of(site)),
                                          run_dir=shlex.quote(str(run_dir)))
 
 
-def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str, ranks: int,
-                 cores_per_node: int, count: int, throttle: int, chunk: str,
+def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
+                 ranks: int, cores_per_node: int, count: int, throttle: int, chunk: str,
                  site: SiteConfig) -> str:
     """``count`` tasks, each one job of ``ranks`` ranks; at most ``throttle`` at once."""
     nodes = math.ceil(ranks / cores_per_node) if cores_per_node else 1
     spec = f"0-{count - 1}" + (f"%{throttle}" if throttle else "")
-    header = HEADER.substitute(
-        name=f"candle-{name}", comment=comment, time=walltime,
-        output="array-%A_%a.out", kind="array", run_id=run_id,
-        resources=f"#SBATCH --array={spec}\n#SBATCH --nodes={nodes}\n#SBATCH --ntasks={ranks}\n",
-        site_directives=_directives(site), **_shell_lines(site))
+    header = _header("array", "array-%A_%a.out",
+                     [f"--array={spec}", f"--nodes={nodes}", f"--ntasks={ranks}"],
+                     run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
     return header + ARRAY_BODY.substitute(python=shlex.quote(python_of(site)),
                                           run_dir=shlex.quote(str(run_dir)),
                                           chunk=shlex.quote(chunk))

@@ -84,7 +84,8 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
                            tasks_per_node=slots, site=site)
         return [Script("pack", "pack.sbatch", text, comment)]
     max_array, max_jobs = limits or backend.cluster_limits()
-    size = max(1, min(max_array, max_jobs // 2 or 1))  # leave the queue room for others
+    # An array of N tasks counts as N jobs against MaxSubmitJobs: keep to half of it.
+    size = max(1, min(max_array - 1, max_jobs // 2 or 1))
     scripts = []
     for k in range(math.ceil(len(pending) / size)):
         chunk = pending[k * size : (k + 1) * size]
