@@ -21,10 +21,6 @@ class Placement:
     token: int = 0  # tells two equal-looking placements apart when they are released
 
     @property
-    def ranks(self) -> int:
-        return sum(count for _, count in self.hosts)
-
-    @property
     def node_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.hosts)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from candle.spec.site import SiteConfig
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class Resources:
     oversubscribe: bool = False
     mode: str = "pack"  # cluster schedulers: pack (one allocation) | array (a task per job)
     array_throttle: int = 0  # array mode: at most this many tasks at once (%K); 0 = no limit
-    site: Path | None = None  # cluster schedulers: the site config file
+    site: SiteConfig | None = None  # cluster schedulers: the site config, loaded once
 
 
 @dataclass(frozen=True)

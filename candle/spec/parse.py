@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
 from candle.errors import UserError
@@ -21,6 +21,9 @@ from candle.spec.model import (
     UQSpec,
 )
 from candle.spec.yaml_lines import KeyPath, LineMap, load_yaml
+
+if TYPE_CHECKING:
+    from candle.spec.site import SiteConfig
 
 TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "resources", "retries", "store")
 SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction")
@@ -302,18 +305,19 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
     scheduler = ctx.string(scheduler, ("resources", "scheduler"), SCHEDULERS)
     mode = ctx.string(r.get("mode", "pack"), ("resources", "mode"), MODES)
     throttle = ctx.integer(r.get("array_throttle", 0), ("resources", "array_throttle"), 0)
-    site: Path | None = None
+    site: SiteConfig | None = None
     site_cores = site_gpus = 0
     if scheduler != "local":
         from candle.spec.site import load_site, resolve_site
 
         name = ctx.string(r.get("site", "local-slurm"), ("resources", "site"))
         try:
-            site = resolve_site(name, ctx.file.resolve().parent, REPO_CONFIGS)
+            site = load_site(resolve_site(name, ctx.file.resolve().parent, REPO_CONFIGS))
         except UserError as exc:
+            if exc.file is not None:  # the site file itself is wrong: its own location
+                raise
             raise ctx.fail(("resources", "site"), exc.message) from None
-        loaded = load_site(site)
-        site_cores, site_gpus = loaded.cores_per_node, loaded.gpus_per_node
+        site_cores, site_gpus = site.cores_per_node, site.gpus_per_node
     elif "site" in r or "mode" in r:
         key = "site" if "site" in r else "mode"
         raise ctx.fail(("resources", key), "only for a cluster scheduler (slurm)")

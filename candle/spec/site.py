@@ -16,7 +16,7 @@ from candle.spec.yaml_lines import load_yaml
 
 SITE_KEYS = ("scheduler", "account", "partition", "qos", "constraint", "gres", "cores_per_node",
              "gpus_per_node", "modules", "setup", "env", "directives", "mpi", "python",
-             "signal_lead_s", "description")
+             "description")
 
 # What account/partition/qos/constraint/gres values look like on real sites (constraint
 # expressions use & | [ ] ( ) * !): never whitespace, quotes, $, backticks or ;.
@@ -41,7 +41,6 @@ class SiteConfig:
     directives: tuple[str, ...] = ()  # extra scheduler options, one per line, e.g. --exclusive
     mpi: str = "pmix"  # srun --mpi=
     python: str = ""  # the interpreter on compute nodes; "" means this one
-    signal_lead_s: int = 120
     source: Path | None = None
 
 
@@ -95,7 +94,6 @@ def load_site(path: Path) -> SiteConfig:
         modules=lines_of("modules"), setup=lines_of("setup"), env=env,
         directives=lines_of("directives"), mpi=text("mpi", DIRECTIVE_VALUE) or "pmix",
         python=text("python"),
-        signal_lead_s=ctx.integer(raw.get("signal_lead_s", 120), ("signal_lead_s",), 0),
         source=path,
     )
 

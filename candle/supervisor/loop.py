@@ -20,7 +20,7 @@ from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.run_store import RunStore
 from candle.supervisor.procs import die_with_parent
-from candle.supervisor.slots import Node, SlotPool
+from candle.supervisor.slots import SlotPool
 
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 5.0
@@ -57,8 +57,8 @@ class Supervisor:
         store: RunStore,
         launcher: Launcher,
         *,
+        pool: SlotPool,
         max_concurrent: int = 0,
-        pool: SlotPool | None = None,
         ranks_per_job: int = 1,
         retries: int = 1,
         threads_per_job: int = 0,
@@ -68,8 +68,7 @@ class Supervisor:
         self.store = store
         self.launcher = launcher
         self.ranks = ranks_per_job
-        # No pool given: one node whose slots allow max_concurrent jobs (the simple case).
-        self.pool = pool or SlotPool([Node("localhost", max(1, max_concurrent) * ranks_per_job)])
+        self.pool = pool
         self.max_concurrent = max_concurrent  # 0: as many as the slots hold
         if not self.pool.fits_ever(ranks_per_job):
             raise ValueError(f"a {ranks_per_job}-rank job can never fit this allocation")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import fields
 from typing import Any
 
 from candle import __version__
@@ -17,6 +18,7 @@ from candle.supervisor.slots import Node, SlotPool
 
 
 def run_meta(sweep: Sweep) -> dict[str, Any]:
+    resources = sweep.resources
     return {
         "name": sweep.name,
         "benchmark": sweep.benchmark,
@@ -33,13 +35,8 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
         "updated": time.time(),
         "retries": sweep.retries,
         "resources": {
-            "scheduler": sweep.resources.scheduler, "mode": sweep.resources.mode,
-            "ranks_per_job": sweep.resources.ranks_per_job,
-            "max_concurrent": sweep.resources.max_concurrent,
-            "slots_per_node": sweep.resources.slots_per_node,
-            "gpus_per_node": sweep.resources.gpus_per_node,
-            "oversubscribe": sweep.resources.oversubscribe,
-            "site": str(sweep.resources.site) if sweep.resources.site else None,
+            **{f.name: getattr(resources, f.name) for f in fields(resources) if f.name != "site"},
+            "site": str(resources.site.source) if resources.site else None,
         },
     }
 
@@ -65,6 +62,10 @@ def threads_per_job(concurrent: int, ranks: int) -> int:
     """Threads per rank: share this node's cores between concurrent jobs' ranks (TF would
     otherwise start a thread pool per rank as wide as the machine)."""
     return max(1, (os.cpu_count() or 1) // max(1, concurrent * ranks))
+
+
+# Every job's environment: quiet TensorFlow, unbuffered output (logs stay in order).
+JOB_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
 def mpi_env() -> dict[str, str]:
@@ -98,6 +99,6 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
             retries=sweep.retries,
             threads_per_job=threads_per_job(concurrent, resources.ranks_per_job),
             on_event=on_event,
-            env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **mpi_env()},
+            env={**JOB_ENV, **mpi_env()},
         )
         return supervisor.run(store.jobs())

@@ -36,7 +36,7 @@ def slurm_up() -> bool:
         return False
     proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
                           timeout=30)
-    return proc.returncode == 0 and "idle" in proc.stdout + "mixed allocated"
+    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mixed", "allocated"))
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from candle.schedulers._base import AllocState
 from candle.schedulers._command import SchedulerError
 from candle.schedulers.slurm import backend
+from candle.schedulers.slurm.states import entries_of
 from candle.schedulers.slurm.submit import plan_and_submit, submissions
 from candle.spec.model import Sweep
 from candle.state import JobState
@@ -50,7 +51,6 @@ def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool) -> int:
             console.print(f"submitted {record.job_id}: {what} ({path})")
         if not wait:
             console.print(f"follow with: candle status {run_dir}   (or candle run ... --wait)")
-            return 0
     if not wait:
         return 0
     return follow(RunStore(run_dir), sweep.name, console)
@@ -76,7 +76,7 @@ def follow(store: RunStore, name: str, console: Console) -> int:
             info = ", ".join(f"{s.value.lower()} {n}" for s, n in sorted(counts.items()))
             progress.update(task, completed=done, info=info)
             for job_id in ids:  # gone from sacct and squeue alike: stop waiting for it
-                unseen[job_id] = 0 if _known(states, job_id) else unseen.get(job_id, 0) + 1
+                unseen[job_id] = 0 if entries_of(states, job_id) else unseen.get(job_id, 0) + 1
             if all(_ended(states, job_id) or unseen[job_id] > MAX_UNSEEN_POLLS
                    for job_id in ids):
                 break
@@ -89,9 +89,5 @@ def follow(store: RunStore, name: str, console: Console) -> int:
 
 def _ended(states: dict[str, AllocState], job_id: str) -> bool:
     """All of a batch job's entries (itself, or its array tasks) are known and terminal."""
-    mine = [s for k, s in states.items() if k == job_id or k.startswith(job_id + "_")]
+    mine = entries_of(states, job_id).values()
     return bool(mine) and all(s.terminal for s in mine)
-
-
-def _known(states: dict[str, AllocState], job_id: str) -> bool:
-    return any(k == job_id or k.startswith(job_id + "_") for k in states)

@@ -13,9 +13,8 @@ from candle.schedulers.slurm.backend import hostnames
 from candle.spec.site import SiteConfig, load_site
 from candle.store.run_store import RunStore
 from candle.supervisor.loop import Outcome, Supervisor
+from candle.supervisor.run import JOB_ENV
 from candle.supervisor.slots import Node, SlotPool
-
-JOB_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
 def tasks_per_node(value: str) -> list[int]:
@@ -39,25 +38,26 @@ def allocation_pool(gpus_per_node: int) -> SlotPool:
                      for name, count in zip(names, counts, strict=True)])
 
 
-def _site(meta: dict[str, object]) -> SiteConfig:
-    resources = meta.get("resources") or {}
-    assert isinstance(resources, dict)
-    site = resources.get("site")
-    return load_site(Path(str(site))) if site else SiteConfig()
+def _supervisor(store: RunStore, *, retries: int, max_concurrent: int) -> Supervisor:
+    """The same supervisor for both modes, on this allocation with srun steps."""
+    resources = store.meta()["resources"]
+    site = load_site(Path(resources["site"])) if resources.get("site") else SiteConfig()
+    return Supervisor(
+        store, SrunLauncher(mpi=site.mpi),
+        pool=allocation_pool(int(resources.get("gpus_per_node") or 0)),
+        max_concurrent=max_concurrent, ranks_per_job=int(resources["ranks_per_job"]),
+        retries=retries, threads_per_job=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
+        env=JOB_ENV)
 
 
 def supervise(run_dir: Path) -> Outcome:
     """Pack mode: keep this allocation's slots full until every job is done."""
     store = RunStore(run_dir).require()
     meta = store.meta()
-    resources = meta["resources"]
-    pool = allocation_pool(int(resources.get("gpus_per_node") or 0))
     with store.supervisor_lock():
-        supervisor = Supervisor(
-            store, SrunLauncher(mpi=_site(meta).mpi), pool=pool,
-            max_concurrent=int(resources.get("max_concurrent") or 0),
-            ranks_per_job=int(resources["ranks_per_job"]), retries=int(meta.get("retries", 1)),
-            threads_per_job=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")), env=JOB_ENV)
+        supervisor = _supervisor(
+            store, retries=int(meta.get("retries", 1)),
+            max_concurrent=int(meta["resources"].get("max_concurrent") or 0))
         return supervisor.run(store.jobs())
 
 
@@ -67,18 +67,9 @@ def array_task(run_dir: Path, chunk: Path) -> int:
     No retries here (a failed task leaves a failed result; `candle run` again resubmits
     what is not done). A job already done is not run again."""
     store = RunStore(run_dir).require()
-    meta = store.meta()
-    resources = meta["resources"]
-    index = int(os.environ["SLURM_ARRAY_TASK_ID"])
-    job_ids = chunk.read_text().split()
-    wanted = job_ids[index]
+    wanted = chunk.read_text().split()[int(os.environ["SLURM_ARRAY_TASK_ID"])]
     jobs = [job for job in store.jobs() if job.id == wanted]
     if not jobs:
         raise SystemExit(f"{chunk}: job {wanted} is not in the run's plan")
-    pool = allocation_pool(int(resources.get("gpus_per_node") or 0))
-    supervisor = Supervisor(
-        store, SrunLauncher(mpi=_site(meta).mpi), pool=pool,
-        ranks_per_job=int(resources["ranks_per_job"]), retries=0,
-        threads_per_job=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")), env=JOB_ENV)
-    outcome = supervisor.run(jobs)
+    outcome = _supervisor(store, retries=0, max_concurrent=0).run(jobs)
     return 1 if outcome.failed else 0

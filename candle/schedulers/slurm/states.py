@@ -56,6 +56,11 @@ def expand_job_id(job_id: str) -> list[str]:
     return out
 
 
+def entries_of(states: dict[str, AllocState], job_id: str) -> dict[str, AllocState]:
+    """A batch job's own entry, or its array tasks' (``<id>_<index>``)."""
+    return {k: s for k, s in states.items() if k == job_id or k.startswith(job_id + "_")}
+
+
 def parse_table(text: str) -> dict[str, AllocState]:
     """Lines of 'JOBID|STATE' (sacct -P / squeue -o '%i|%T') → {job or task id: state}."""
     states: dict[str, AllocState] = {}

@@ -5,6 +5,7 @@ so `candle status`, `candle cancel` and a later `candle run` find them again."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -15,8 +16,9 @@ from candle.plan.jobs import Job, iter_jobs
 from candle.schedulers._base import AllocState
 from candle.schedulers.slurm import backend
 from candle.schedulers.slurm.render import render_array, render_pack
+from candle.schedulers.slurm.states import entries_of
 from candle.spec.model import Sweep
-from candle.spec.site import SiteConfig, load_site
+from candle.spec.site import SiteConfig
 from candle.state import JobState
 from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
 from candle.store.run_store import RunStore
@@ -62,8 +64,6 @@ def _save(store: RunStore, records: list[Submission]) -> None:
 
 def run_id_of(run_dir: Path) -> str:
     """A short stable tag for the run directory, carried in every batch job's comment."""
-    import hashlib
-
     return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
 
 
@@ -71,13 +71,13 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
                   limits: tuple[int, int] | None = None) -> list[Script]:
     """The scripts that would run ``pending`` (pure: no files, no Slurm calls except the
     cluster's limits for array chunking, which tests pass in)."""
-    site = load_site(sweep.resources.site) if sweep.resources.site else SiteConfig()
     resources = sweep.resources
+    site = resources.site or SiteConfig()
     run_id = run_id_of(run_dir)
     if not pending:
         return []
     if resources.mode == "pack":
-        slots = resources.slots_per_node or site.cores_per_node or resources.ranks_per_job
+        slots = resources.slots_per_node or resources.ranks_per_job  # the site's cores if set
         comment = backend.new_comment(run_id)
         text = render_pack(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
                            walltime=resources.walltime, nodes=resources.nodes,
@@ -93,7 +93,7 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
         comment = backend.new_comment(run_id)
         text = render_array(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
                             walltime=resources.walltime, ranks=resources.ranks_per_job,
-                            cores_per_node=resources.slots_per_node or site.cores_per_node,
+                            cores_per_node=resources.slots_per_node,
                             count=len(chunk), throttle=resources.array_throttle,
                             chunk=chunk_name, site=site)
         scripts.append(Script("array", f"array-{k:04d}.sbatch", text, comment, chunk_name,
@@ -107,11 +107,7 @@ def active(store: RunStore) -> list[tuple[Submission, AllocState]]:
     states = backend.status([r.job_id for r in records])
     out = []
     for record in records:
-        tasks = [s for k, s in states.items() if k == record.job_id
-                 or k.startswith(record.job_id + "_")]
-        if not tasks:
-            continue
-        live = [s for s in tasks if not s.terminal]
+        live = [s for s in entries_of(states, record.job_id).values() if not s.terminal]
         if live:
             out.append((record, live[0]))
     return out
@@ -131,10 +127,7 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
     with store.supervisor_lock():
         store.initialise(sweep.text, run_meta, jobs)
         pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
-        scripts = build_scripts(sweep, pending, store.root)
-        for job in pending:
-            store.job_dir(job.id).mkdir(parents=True, exist_ok=True)
-            store.write_params(job)
+        scripts = build_scripts(sweep, pending, store.root)  # jobs' params: written at launch
         records = submissions(store)
         new = []
         slurm_dir(store).mkdir(exist_ok=True)
@@ -170,8 +163,7 @@ def batch_report(store: RunStore) -> tuple[list[dict[str, Any]], dict[str, str]]
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     for record in records:
-        mine = {k: s for k, s in states.items() if k == record.job_id
-                or k.startswith(record.job_id + "_")}
+        mine = entries_of(states, record.job_id)
         counts: dict[str, int] = {}
         for state in mine.values():
             counts[state.value] = counts.get(state.value, 0) + 1
