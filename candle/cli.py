@@ -120,13 +120,14 @@ def run(sweep: Path, dry_run: bool, wait: bool) -> None:
 
 def allocation_info(resources: Resources) -> dict[str, Any]:
     """How the jobs will sit in the allocation: ranks each, slots, jobs at once."""
-    from candle.supervisor.run import concurrent_jobs, local_pool
+    from candle.supervisor.run import concurrent_jobs, planned_pool
 
-    pool = local_pool(resources)
+    pool = planned_pool(resources)
     return {"ranks_per_job": resources.ranks_per_job, "nodes": len(pool.nodes),
             "slots_per_node": pool.nodes[0].slots, "gpus_per_node": resources.gpus_per_node,
             "jobs_at_once": concurrent_jobs(resources, pool),
-            "launcher": "mpirun" if resources.ranks_per_job > 1 else "process"}
+            "launcher": ("srun" if resources.scheduler == "slurm" else
+                         "mpirun" if resources.ranks_per_job > 1 else "process")}
 
 
 @cli.command()

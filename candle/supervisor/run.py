@@ -41,11 +41,12 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def local_pool(resources: Resources) -> SlotPool:
-    """This machine as a one-node allocation: its cores are the slots unless the sweep
-    says otherwise."""
+def planned_pool(resources: Resources) -> SlotPool:
+    """The allocation the sweep asks for: ``nodes`` nodes (a local run: this machine, one
+    node) of ``slots_per_node`` slots, this machine's cores when not given."""
     slots = resources.slots_per_node or (os.cpu_count() or 1)
-    return SlotPool([Node("localhost", slots, resources.gpus_per_node)],
+    return SlotPool([Node(f"node{i}" if resources.nodes > 1 else "localhost", slots,
+                          resources.gpus_per_node) for i in range(1, resources.nodes + 1)],
                     oversubscribe=resources.oversubscribe)
 
 
@@ -79,7 +80,7 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
               on_planned: Any = None) -> Outcome:
     """Plan, (re)write the run directory and run every job not already done."""
     resources = sweep.resources
-    pool = local_pool(resources)
+    pool = planned_pool(resources)
     if not pool.fits_ever(resources.ranks_per_job):
         raise UserError(f"{resources.ranks_per_job} ranks per job do not fit this machine's "
                         f"{pool.total_slots} slots; lower ranks_per_job or set "

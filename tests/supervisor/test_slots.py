@@ -101,3 +101,16 @@ def test_plan_reports_how_jobs_sit_in_the_allocation(tmp_path, cli) -> None:  # 
     alloc = json.loads(result.out)["allocation"]
     assert alloc == {"ranks_per_job": 2, "nodes": 1, "slots_per_node": 8, "gpus_per_node": 4,
                      "jobs_at_once": 2, "launcher": "mpirun"}  # 4 GPUs bound it, not 8 cores
+
+
+def test_plan_counts_every_node_of_a_slurm_allocation(tmp_path, cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: s\nbenchmark: nt3\nresources:\n  scheduler: slurm\n  nodes: 2\n"
+                     "  ranks_per_job: 2\n")  # local-slurm site: 2 cores per node
+    result = cli("plan", str(sweep), "--format", "json")
+    assert result.code == 0, result.err
+    alloc = json.loads(result.out)["allocation"]
+    assert (alloc["nodes"], alloc["slots_per_node"], alloc["jobs_at_once"]) == (2, 2, 2)
+    assert alloc["launcher"] == "srun"
