@@ -101,16 +101,19 @@ def run(sweep: Path, dry_run: bool, wait: bool) -> None:
         raise UserError("--dry-run prints batch scripts; this sweep runs locally (see "
                         "`candle plan` for its jobs)", file=sweep, key="resources.scheduler")
     started = time.time()
-    progress = RunProgress(spec.name)
+    adaptive = spec.search.method == "optuna"
+    progress = RunProgress(spec.name, unit="trials" if adaptive else "jobs")
     try:
         with progress:
-            outcome = run_sweep(spec, on_event=progress.event, on_planned=progress.planned)
+            outcome = run_sweep(spec, on_event=progress.event, on_planned=progress.planned,
+                                on_trial=progress.trial if adaptive else None)
     except Interrupted:
         click.echo(f"interrupted; run the same command again to resume ({spec.run_dir})",
                    err=True)
         sys.exit(130)
     elapsed = time.time() - started
-    click.echo(f"{spec.name}: {outcome.done} done, {outcome.failed} failed, "
+    pruned = f"{outcome.pruned} pruned, " if adaptive else ""
+    click.echo(f"{spec.name}: {outcome.done} done, {pruned}{outcome.failed} failed, "
                f"{outcome.skipped} already done ({elapsed:.0f} s) -> {spec.run_dir}")
     if outcome.failed:
         click.echo(f"{outcome.failed} job(s) failed after retries; see: candle status "
@@ -187,21 +190,54 @@ def array_task(run_dir: Path, chunk: str) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.option("--top", type=int, default=None, help="only the N best points")
-def summary(run_dir: Path, fmt: str, top: int | None) -> None:
-    """One row per search point: metric mean ± std over folds and replicas, best first."""
-    from candle.report import summarise
-    from candle.report.render import print_summary, summary_csv
+@click.option("--plot", type=click.Path(path_type=Path), default=None,
+              help="also draw the results into this image file (PNG, SVG, PDF)")
+def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None:
+    """One row per search point (metric mean ± std over folds and replicas), best first;
+    for an Optuna search one row per trial, its best trial(s) and parameter importances."""
     from candle.store import RunStore
 
-    result = summarise(RunStore(run_dir))
+    store = RunStore(run_dir).require()
+    if store.meta().get("optuna"):
+        _study_summary(store, fmt, top, plot)
+        return
+    from candle.report import summarise
+    from candle.report.render import print_summary, summary_csv
+
+    result = summarise(store)
     if top is not None:
         result.rows = result.rows[:top]
+    if plot is not None:
+        from candle.report.summary import plot_summary
+
+        plot_summary(result, plot)
     if fmt == "json":
         click.echo(json.dumps([r.to_dict(result.metric) for r in result.rows], indent=2))
     elif fmt == "csv":
         click.echo(summary_csv(result), nl=False)
     else:
         print_summary(result)
+    if plot is not None and fmt == "table":
+        click.echo(f"plot: {plot}")
+
+
+def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> None:
+    from candle.report.render import print_study_summary, study_csv
+    from candle.report.study_summary import plot_study, summarise_study
+
+    result = summarise_study(store, importances=fmt != "csv")
+    if plot is not None:
+        plot_study(result, plot)
+    if top is not None:
+        result.rows = result.rows[:top]
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt == "csv":
+        click.echo(study_csv(result), nl=False)
+    else:
+        print_study_summary(result)
+        if plot is not None:
+            click.echo(f"plot: {plot}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": False}, add_help_option=False)

@@ -10,7 +10,8 @@ class JobState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    PRUNED = "pruned"  # stopped early by the search's pruner: finished, not failed
 
     @property
     def terminal(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED)
+        return self in (JobState.DONE, JobState.FAILED, JobState.PRUNED)

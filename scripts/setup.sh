@@ -57,6 +57,17 @@ if ! "$VENV/bin/python" -c "import horovod.tensorflow as h; assert h.mpi_built()
 fi
 
 pip install -q -e ".[mpi,dev]"
+# sampler: gp needs PyTorch; the CPU build (about 190 MB) rather than PyPI's CUDA one.
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  torch_whl=$(ls /opt/wheels/torch-*+cpu-cp311-*.whl 2>/dev/null | head -1 || true)
+  if [ -n "$torch_whl" ]; then
+    pip install -q "$torch_whl"
+  elif [ "${CANDLE_WITH_TORCH:-0}" = 1 ]; then
+    pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+  else
+    echo "setup: no PyTorch (only sampler: gp needs it); CANDLE_WITH_TORCH=1 installs the CPU build"
+  fi
+fi
 "$VENV/bin/python" -c "import tensorflow, horovod.tensorflow as h, mpi4py, optuna; assert h.mpi_built()"
 echo "$want" > "$stamp"
 echo "setup: ready ($VENV)"

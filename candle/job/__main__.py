@@ -34,13 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"{params_file}: cannot read the job's parameters: {exc}", file=sys.stderr)
         return 2
+    adaptive = meta.get("optuna") or {}
     result = execute(
         job, meta["benchmark"], store.job_dir(job.id), Path(meta["base_dir"]),
-        metric=meta["metric"], cv_seed=meta.get("cv_seed", 0),
-        stratify=meta.get("stratify", True), attempt=args.attempt, threads=args.threads,
+        metrics=tuple(meta.get("metrics") or [meta["metric"]]),
+        cv_seed=meta.get("cv_seed", 0), stratify=meta.get("stratify", True),
+        attempt=args.attempt, threads=args.threads, report_epochs=bool(adaptive),
+        wait_for_verdict=adaptive.get("pruner", "none") != "none",
     )
     rank, size = mpi_rank_and_size()
-    if result["status"] != "done":
+    if result["status"] not in ("done", "pruned"):
         print(f"rank {rank}: " + (result.get("traceback") or result["error"]), file=sys.stderr)
         if rank == 0:
             store.write_result(job.id, result)
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         _barrier()  # rank 0 reports done only when every rank got there
     if rank == 0:
         store.write_result(job.id, result)
-        print(f"job {job.id} done: " + ", ".join(
+        print(f"job {job.id} {result['status']}: " + ", ".join(
             f"{k}={v:.4g}" for k, v in sorted(result["metrics"].items())))
     return 0
 

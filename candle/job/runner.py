@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._base import TrainContext, get_benchmark
+from candle.job.progress import EpochReporter, Pruned, use_reporter
 from candle.job.user_model import load_function, metrics_from
 from candle.plan.jobs import Job
 
@@ -53,18 +54,25 @@ def execute(
     job_dir: Path,
     base_dir: Path,
     *,
-    metric: str,
+    metrics: tuple[str, ...],
     cv_seed: int = 0,
     stratify: bool = True,
     attempt: int = 1,
     threads: int = 0,
+    report_epochs: bool = False,
+    wait_for_verdict: bool = False,
 ) -> dict[str, Any]:
-    """Train ``job`` and return its result record (status done or failed), never raising."""
+    """Train ``job`` and return its result record (status done, pruned or failed), never
+    raising. ``report_epochs``: an adaptive search follows the job epoch by epoch (and
+    ``wait_for_verdict``: may prune it)."""
     rank, size = mpi_rank_and_size()
     started = time.time()
+    reporter = (EpochReporter(job_dir, rank=rank, size=size, wait_for_verdict=wait_for_verdict)
+                if report_epochs else None)
+    use_reporter(reporter)
     ctx = TrainContext(job_dir=job_dir, seed=job.seed, fold=job.fold, folds=job.folds,
                        cv_seed=cv_seed, stratify=stratify, replica=job.replica,
-                       rank=rank, size=size, threads=threads)
+                       rank=rank, size=size, threads=threads, on_epoch=reporter)
     record: dict[str, Any] = {
         "job_id": job.id, "point": job.point, "fold": job.fold, "replica": job.replica,
         "attempt": attempt, "host": socket.gethostname(), "ranks": size,
@@ -73,13 +81,18 @@ def execute(
     }
     try:
         outcome = train_job(benchmark, job.params, ctx, base_dir)
-        metrics = outcome.get("metrics", {})
-        if metric not in metrics:
-            raise KeyError(f"the model did not report metric {metric!r}; it reported "
-                           f"{', '.join(sorted(metrics)) or 'nothing'}")
+        reported = outcome.get("metrics", {})
+        for metric in metrics:
+            if metric not in reported:
+                raise KeyError(f"the model did not report metric {metric!r}; it reported "
+                               f"{', '.join(sorted(reported)) or 'nothing'}")
         record.update(outcome)
         record["status"] = "done"
         record["error"] = None
+    except Pruned as pruned:
+        record.update(status="pruned", error=None, pruned_at_step=pruned.step,
+                      metrics=pruned.metrics,
+                      history=reporter.history if reporter is not None else {})
     except Exception as exc:  # a failing model fails its job, never the sweep
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"

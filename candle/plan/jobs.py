@@ -35,17 +35,23 @@ class Job:
         return cls(**record)
 
 
-def job_id(benchmark: str, params: dict[str, Any], fold: int | None, replica: int) -> str:
-    """Hash of everything that makes the job what it is: same sweep, same ids."""
-    canonical = json.dumps(
-        {"benchmark": benchmark, "params": params, "fold": fold, "replica": replica},
-        sort_keys=True, separators=(",", ":"), default=str,
-    )
+def job_id(benchmark: str, params: dict[str, Any], fold: int | None, replica: int,
+           trial: int | None = None) -> str:
+    """Hash of everything that makes the job what it is: same sweep, same ids. An adaptive
+    search's jobs also carry their trial, since two trials may pick the same params."""
+    identity: dict[str, Any] = {"benchmark": benchmark, "params": params, "fold": fold,
+                                "replica": replica}
+    if trial is not None:
+        identity["trial"] = trial
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def count_points(sweep: Sweep) -> int:
+    """Search points; for an adaptive search, its trial budget."""
     spec = sweep.search
+    if spec.method == "optuna":
+        return spec.trials
     if spec.method == "grid":
         return grid_size(spec)
     if spec.method == "list":
@@ -65,22 +71,48 @@ def _base_seed(sweep: Sweep) -> int:
 
 
 def iter_jobs(sweep: Sweep) -> Iterator[Job]:
-    """Jobs in a stable order: point-major, then fold, then replica."""
-    folds: list[int | None] = list(range(sweep.cv.folds)) if sweep.cv else [None]
-    replicas = sweep.uq.replicas if sweep.uq else 1
-    base_seed = _base_seed(sweep)
+    """Jobs in a stable order: point-major, then fold, then replica. An adaptive search
+    has none up front: its jobs are made trial by trial (`JobTemplate.jobs`)."""
+    if sweep.search.method == "optuna":
+        return
+    template = JobTemplate.of(sweep)
     for index, point in enumerate(iter_points(sweep.search)):
-        params = {**sweep.params, **point}
-        for fold in folds:
-            for replica in range(replicas):
-                seed = base_seed + REPLICA_SEED_STRIDE * replica
-                yield Job(
-                    id=job_id(sweep.benchmark, params, fold, replica),
-                    point=index,
-                    point_params=point,
-                    params=params,
-                    fold=fold,
-                    folds=sweep.cv.folds if sweep.cv else None,
-                    replica=replica,
-                    seed=seed,
-                )
+        yield from template.jobs(index, point)
+
+
+@dataclass(frozen=True)
+class JobTemplate:
+    """What turns a search point into its folds x replicas jobs. Kept in run.json, so the
+    supervisor inside an allocation makes an adaptive search's jobs exactly as the login
+    node would, without the sweep file."""
+
+    benchmark: str
+    params: dict[str, Any]
+    folds: int | None
+    replicas: int
+    base_seed: int
+
+    @classmethod
+    def of(cls, sweep: Sweep) -> JobTemplate:
+        return cls(sweep.benchmark, dict(sweep.params), sweep.cv.folds if sweep.cv else None,
+                   sweep.uq.replicas if sweep.uq else 1, _base_seed(sweep))
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> JobTemplate:
+        return cls(**record)
+
+    def jobs(self, index: int, point: dict[str, Any], *, trial: bool = False) -> list[Job]:
+        """One point's jobs; ``trial``: an adaptive search's trial ``index`` (in the ids)."""
+        folds: list[int | None] = list(range(self.folds)) if self.folds else [None]
+        params = {**self.params, **point}
+        return [
+            Job(
+                id=job_id(self.benchmark, params, fold, replica, index if trial else None),
+                point=index, point_params=point, params=params, fold=fold, folds=self.folds,
+                replica=replica, seed=self.base_seed + REPLICA_SEED_STRIDE * replica,
+            )
+            for fold in folds for replica in range(self.replicas)
+        ]

@@ -14,6 +14,7 @@ from rich.table import Table
 from benchmarks._base import BenchmarkDef
 from candle.plan.jobs import Job
 from candle.report.status import RunStatus
+from candle.report.study_summary import StudySummary
 from candle.report.summary import Summary
 from candle.state import JobState
 
@@ -59,18 +60,20 @@ def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
 
 
 class RunProgress:
-    """A progress bar on stderr fed by supervisor events."""
+    """A progress bar on stderr fed by supervisor events: jobs, or (adaptive search) trials
+    — a trial may be several jobs (folds, replicas), or end early when pruned."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, unit: str = "jobs") -> None:
         self.console = _console(stderr=True)
+        self.unit = unit
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
             console=self.console, transient=False,
         )
         self.task = self.progress.add_task(name, total=None, detail="planning")
-        self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0}
-
+        self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0, "pruned": 0}
+        self.best: tuple[int, Any] | None = None
         self.started = False
 
     def __enter__(self) -> RunProgress:
@@ -89,17 +92,31 @@ class RunProgress:
     def event(self, kind: str, job: Job, result: dict[str, Any] | None) -> None:
         if kind == "started":
             self.counts["running"] += 1
-        elif kind in ("done", "failed", "retry"):
+        elif kind in ("done", "failed", "retry", "pruned"):
             self.counts["running"] -= 1
             self.counts[kind] += 1
             if kind == "failed" or kind == "retry":
                 error = (result or {}).get("error", "")
                 self.console.print(f"[red]job {job.id} {kind}[/]: {error}")
-        if kind in ("done", "failed", "skipped"):
+        if self.unit == "jobs" and kind in ("done", "failed", "skipped", "pruned"):
             self.progress.advance(self.task)
+        self._detail()
+
+    def trial(self, number: int, state: str, values: Any) -> None:
+        """An adaptive search asked or ended a trial."""
+        if state == "asked":
+            return
+        self.progress.advance(self.task)
+        if state == "complete":
+            self.best = self.best or (number, values)
+        self._detail()
+
+    def _detail(self) -> None:
         c = self.counts
-        self.progress.update(self.task, detail=f"running {c['running']}, done {c['done']}, "
-                                                f"failed {c['failed']}, retries {c['retry']}")
+        pruned = f", pruned {c['pruned']}" if c["pruned"] else ""
+        self.progress.update(self.task, detail=f"running {c['running']}, done {c['done']}"
+                                                f"{pruned}, failed {c['failed']}, "
+                                                f"retries {c['retry']}")
 
 
 def print_status(status: RunStatus) -> None:
@@ -132,6 +149,44 @@ def print_summary(summary: Summary) -> None:
                       *(_fmt(row.params.get(n, "")) for n in names),
                       value, str(row.n), str(row.failed))
     console.print(table)
+
+
+def print_study_summary(summary: StudySummary) -> None:
+    console = _console()
+    names = sorted({k for r in summary.rows for k in r.params})
+    objectives = ", ".join(f"{m} ({'lower' if d == 'minimize' else 'higher'} is better)"
+                           for m, d in zip(summary.metrics, summary.directions, strict=True))
+    mark = "Pareto front" if len(summary.metrics) > 1 else "best"
+    table = Table(title=f"{summary.name}: {summary.used}/{summary.trials} trials used; "
+                        f"{objectives}; * = {mark}")
+    for column in ("", "trial", "state", *names, *summary.metrics, "epochs", "note"):
+        table.add_column(column)
+    for row in summary.rows:
+        values: list[float | None] = (list(row.values) if row.values
+                                      else [None] * len(summary.metrics))
+        table.add_row("*" if row.best else "", str(row.number), row.state,
+                      *(_fmt(row.params.get(n, "")) for n in names),
+                      *(_fmt(v) for v in values), _fmt(row.last_step), row.note)
+    console.print(table)
+    for metric, importances in summary.importances.items():
+        ranked = ", ".join(f"{k} {v:.2f}" for k, v in
+                           sorted(importances.items(), key=lambda kv: -kv[1]))
+        console.print(f"importance for {metric} (fANOVA): {ranked}")
+
+
+def study_csv(summary: StudySummary) -> str:
+    names = sorted({k for r in summary.rows for k in r.params})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["best", "trial", "state", *names, *summary.metrics, "epochs"])
+    for row in summary.rows:
+        values: list[float | None] = (list(row.values) if row.values
+                                      else [None] * len(summary.metrics))
+        writer.writerow([int(row.best), row.number, row.state,
+                         *(_fmt(row.params.get(n, "")) for n in names),
+                         *("" if v is None else repr(v) for v in values),
+                         "" if row.last_step is None else row.last_step])
+    return buffer.getvalue()
 
 
 def summary_csv(summary: Summary) -> str:

@@ -78,3 +78,22 @@ def summarise(store: RunStore) -> Summary:
     if rows and rows[0].mean is not None:
         rows[0].best = True
     return Summary(metric, direction, rows)
+
+
+def plot_summary(summary: Summary, path: Any) -> None:
+    """Each point's mean with its std as an error bar, best first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary.rows if r.mean is not None][:40]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(rows) + 2), 4))
+    ax.errorbar(range(len(rows)), [r.mean or 0.0 for r in rows], yerr=[r.std or 0.0 for r in rows],
+                fmt="o", capsize=3)
+    ax.set_xticks(range(len(rows)), [str(r.point) for r in rows])
+    ax.set_xlabel("point (best first)")
+    ax.set_ylabel(f"{summary.metric} mean ± std")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

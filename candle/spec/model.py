@@ -41,13 +41,30 @@ Dimension = Choice | Uniform | IntRange
 
 @dataclass(frozen=True)
 class SearchSpec:
-    method: str  # grid | random | list
+    """How points are chosen. ``metric``/``direction`` are the first (or only) objective;
+    ``metrics``/``directions`` list all of them (optuna may have several: a Pareto front)."""
+
+    method: str  # grid | random | list | optuna
     space: dict[str, Dimension]
     points: tuple[dict[str, Any], ...]
     trials: int
     seed: int
     metric: str
     direction: str  # minimize | maximize
+    metrics: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
+    sampler: str = "tpe"  # optuna only, as are the fields below
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    pruner: str = "none"
+    pruner_options: dict[str, Any] = field(default_factory=dict)
+    batch: int = 0  # array mode: trials asked (and submitted) together; 0 = not set
+
+    @property
+    def objectives(self) -> tuple[tuple[str, str], ...]:
+        """(metric, direction) pairs, at least one."""
+        if self.metrics:
+            return tuple(zip(self.metrics, self.directions, strict=True))
+        return ((self.metric, self.direction),)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from candle.spec.site import SiteConfig
 
 TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "resources", "retries", "store")
-SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction")
+SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction", "sampler",
+               "pruner", "batch")
+OPTUNA_ONLY = ("sampler", "pruner", "batch")
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("replicas",)
 RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes",
@@ -34,7 +36,7 @@ RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "no
                  "site")
 MODES = ("pack", "array")
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-METHODS = ("grid", "random", "list")
+METHODS = ("grid", "random", "list", "optuna")
 SCHEDULERS = ("local", "slurm")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -121,6 +123,7 @@ def load_sweep(path: str | Path) -> Sweep:
     cv = _cv(ctx, top.get("cv"))
     uq = _uq(ctx, top.get("uq"))
     resources = _resources(ctx, top.get("resources"))
+    _check_search_fits_mode(ctx, search, resources)
     retries = ctx.integer(top.get("retries", 1), ("retries",), 0)
     store_raw = ctx.string(top.get("store", "runs"), ("store",))
     if not store_raw.strip():
@@ -186,10 +189,11 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
         raw = {"method": "list", "points": [{}]}
     s = ctx.mapping(raw, ("search",), SEARCH_KEYS)
     method = ctx.string(s.get("method", "grid"), ("search", "method"), METHODS)
-    metric = ctx.string(s.get("metric", "val_loss"), ("search", "metric"))
-    direction = ctx.string(
-        s.get("direction", "minimize"), ("search", "direction"), ("minimize", "maximize")
-    )
+    if method != "optuna":
+        for key in OPTUNA_ONLY:
+            if key in s:
+                raise ctx.fail(("search", key), "only for method optuna")
+    metrics, directions = _objectives(ctx, s, multi=method == "optuna")
     seed = ctx.integer(s.get("seed", 0), ("search", "seed"), 0)
     trials = ctx.integer(s.get("trials", 10), ("search", "trials"), 1)
     space: dict[str, Dimension] = {}
@@ -223,8 +227,102 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
             if definition is not None and definition.param(str(name)) is None:
                 raise _unknown_param(ctx, definition, str(name), path)
             space[str(name)] = _dimension(ctx, spec, path, method, definition, str(name))
-    return SearchSpec(method=method, space=space, points=points, trials=trials, seed=seed,
-                      metric=metric, direction=direction)
+    spec = SearchSpec(method=method, space=space, points=points, trials=trials, seed=seed,
+                      metric=metrics[0], direction=directions[0], metrics=metrics,
+                      directions=directions)
+    if method == "optuna":
+        spec = _optuna(ctx, s, spec)
+    return spec
+
+
+def _objectives(ctx: _Ctx, s: dict[str, Any], multi: bool
+                ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """metric: a name, or (optuna) a list of names; direction: one, or one per metric."""
+    raw_metric = s.get("metric", "val_loss")
+    if isinstance(raw_metric, list) and multi:
+        if not raw_metric:
+            raise ctx.fail(("search", "metric"), "expected a metric name or a list of them")
+        metrics = tuple(ctx.string(m, ("search", "metric", i)) for i, m in enumerate(raw_metric))
+        if len(set(metrics)) != len(metrics):
+            raise ctx.fail(("search", "metric"), "a metric is listed twice")
+    else:
+        metrics = (ctx.string(raw_metric, ("search", "metric")),)
+    raw_direction = s.get("direction", "minimize")
+    choices = ("minimize", "maximize")
+    if isinstance(raw_direction, list) and multi:
+        directions = tuple(ctx.string(d, ("search", "direction", i), choices)
+                           for i, d in enumerate(raw_direction))
+        if len(directions) != len(metrics):
+            raise ctx.fail(("search", "direction"), f"{len(directions)} directions for "
+                                                    f"{len(metrics)} metrics")
+    else:
+        directions = (ctx.string(raw_direction, ("search", "direction"), choices),) * len(metrics)
+    return metrics, directions
+
+
+def _named_options(ctx: _Ctx, raw: Any, path: KeyPath, names: tuple[str, ...]
+                   ) -> tuple[str, dict[str, Any]]:
+    """``tpe`` or ``{name: tpe, n_startup_trials: 5}`` → ("tpe", {"n_startup_trials": 5})."""
+    if isinstance(raw, Mapping):
+        if "name" not in raw:
+            raise ctx.fail(path, f"missing 'name' (one of {', '.join(names)})")
+        name = ctx.string(raw["name"], (*path, "name"), names)
+        return name, {str(k): v for k, v in raw.items() if k != "name"}
+    return ctx.string(raw, path, names), {}
+
+
+def _optuna(ctx: _Ctx, s: dict[str, Any], spec: SearchSpec) -> SearchSpec:
+    from dataclasses import replace
+
+    from candle.adaptive.samplers import (
+        PRUNERS,
+        SAMPLERS,
+        OptionError,
+        make_pruner,
+        make_sampler,
+        search_space,
+    )
+
+    sampler, sampler_options = _named_options(ctx, s.get("sampler", "tpe"),
+                                              ("search", "sampler"), SAMPLERS)
+    pruner, pruner_options = _named_options(ctx, s.get("pruner", "none"),
+                                            ("search", "pruner"), PRUNERS)
+    if pruner != "none" and len(spec.metrics) > 1:
+        raise ctx.fail(("search", "pruner"), "Optuna cannot prune a multi-objective study; "
+                                             "use pruner: none or a single metric")
+    batch = ctx.integer(s.get("batch", 0), ("search", "batch"), 1) if "batch" in s else 0
+    checks: list[tuple[dict[str, Any], KeyPath, Callable[[], Any]]] = [
+        (sampler_options, ("search", "sampler"),
+         lambda: make_sampler(sampler, sampler_options, spec.seed)),
+        (pruner_options, ("search", "pruner"), lambda: make_pruner(pruner, pruner_options)),
+    ]
+    for options, path, make in checks:
+        try:
+            make()
+        except OptionError as exc:
+            where: KeyPath = (*path, exc.key) if exc.key and exc.key in options else path
+            raise ctx.fail(where, str(exc)) from None
+    try:
+        search_space(spec.space)
+    except OptionError as exc:
+        raise ctx.fail(("search", "space", exc.key or ""), str(exc)) from None
+    return replace(spec, sampler=sampler, sampler_options=sampler_options, pruner=pruner,
+                   pruner_options=pruner_options, batch=batch)
+
+
+def _check_search_fits_mode(ctx: _Ctx, search: SearchSpec, resources: Resources) -> None:
+    """An adaptive search needs someone to ask the next trial when a result comes back."""
+    if search.method != "optuna" or resources.scheduler == "local" or resources.mode != "array":
+        return
+    if not search.batch:
+        raise ctx.fail(("resources", "mode"),
+                       "mode array submits every job up front, but an optuna search picks "
+                       "each trial from the results so far: use mode pack, or set "
+                       "search.batch: N to ask N trials per array")
+    if search.pruner != "none":
+        raise ctx.fail(("search", "pruner"),
+                       "pruning needs the packing supervisor to answer every epoch, and "
+                       "array tasks have none: use mode pack, or pruner: none")
 
 
 def _dimension(
@@ -240,7 +338,7 @@ def _dimension(
     if isinstance(spec, Mapping):
         if method == "grid":
             raise ctx.fail(path, "grid search needs a list of values; distributions are "
-                                 "for method random")
+                                 "for methods random and optuna")
         kinds = [k for k in spec if k in DISTRIBUTIONS]
         extra = [k for k in spec if k not in (*DISTRIBUTIONS, "log", "step")]
         if len(kinds) != 1 or extra:

@@ -24,9 +24,12 @@ from candle.errors import UserError
 from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
+from candle.store.journal_file import append_records, read_records
 
 RESULT = "result.json"
 RUNNING = "running.json"
+REPORT = "report.json"  # the job's latest epoch (adaptive searches)
+VERDICT = "verdict.json"  # the supervisor's answer: go on, or prune
 
 
 class RunStore:
@@ -36,15 +39,29 @@ class RunStore:
         self.root = Path(root)
 
     # -- creation -----------------------------------------------------------------------
-    def initialise(self, sweep_text: str, meta: dict[str, Any], jobs: Iterable[Job]) -> int:
-        """Write the sweep copy, run.json and plan.jsonl; return the number of jobs."""
+    def initialise(self, sweep_text: str, meta: dict[str, Any],
+                   jobs: Iterable[Job] | None) -> int:
+        """Write the sweep copy, run.json and plan.jsonl; return the number of jobs.
+
+        ``jobs`` None: the plan grows as the search asks for trials (adaptive search), so
+        the jobs already in it are kept."""
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "jobs").mkdir(exist_ok=True)
-        lines = [json.dumps(job.to_record(), sort_keys=True) for job in jobs]
-        atomic_write_text(self.root / "plan.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+        if jobs is None:
+            (self.root / "plan.jsonl").touch()
+            count = sum(1 for _ in self.jobs())
+        else:
+            lines = [json.dumps(job.to_record(), sort_keys=True) for job in jobs]
+            atomic_write_text(self.root / "plan.jsonl",
+                              "\n".join(lines) + ("\n" if lines else ""))
+            count = len(lines)
         atomic_write_text(self.root / "sweep.yaml", sweep_text)
-        atomic_write_json(self.root / "run.json", {**meta, "jobs": len(lines)})
-        return len(lines)
+        atomic_write_json(self.root / "run.json", {**meta, "jobs": count})
+        return count
+
+    def append_jobs(self, jobs: list[Job]) -> None:
+        """Add an adaptive search's new jobs to the plan (one fsync'd append)."""
+        append_records(self.root / "plan.jsonl", (job.to_record() for job in jobs))
 
     def exists(self) -> bool:
         return (self.root / "plan.jsonl").is_file() and (self.root / "run.json").is_file()
@@ -61,10 +78,8 @@ class RunStore:
         return data
 
     def jobs(self) -> Iterator[Job]:
-        with (self.root / "plan.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    yield Job.from_record(json.loads(line))
+        for record in read_records(self.root / "plan.jsonl"):
+            yield Job.from_record(record)
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
@@ -85,7 +100,8 @@ class RunStore:
     def state(self, job_id: str) -> JobState:
         result = self.result(job_id)
         if result is not None:
-            return JobState.DONE if result.get("status") == "done" else JobState.FAILED
+            return {"done": JobState.DONE, "pruned": JobState.PRUNED}.get(
+                str(result.get("status")), JobState.FAILED)
         if self._running_alive(job_id):
             return JobState.RUNNING
         return JobState.PENDING
@@ -135,6 +151,22 @@ class RunStore:
                 os.fsync(handle.fileno())
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+    def read_report(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = read_json(self.job_dir(job_id) / REPORT)
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def write_verdict(self, job_id: str, step: int, prune: bool) -> None:
+        atomic_write_json(self.job_dir(job_id) / VERDICT, {"step": step, "prune": prune})
+
+    def clear_progress(self, job_id: str) -> None:
+        """Before a launch: an earlier attempt's report or verdict must not be read as new."""
+        for name in (REPORT, VERDICT):
+            with contextlib.suppress(FileNotFoundError):
+                (self.job_dir(job_id) / name).unlink()
 
     def mark_running(self, job_id: str, pid: int, attempt: int) -> None:
         atomic_write_json(self.job_dir(job_id) / RUNNING,

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol, runtime_checkable
 
 from candle.launch._base import Launcher, LaunchRequest, Placement, job_env
 from candle.plan.jobs import Job
@@ -34,8 +34,52 @@ class Interrupted(Exception):
 class Outcome:
     done: int = 0
     failed: int = 0
-    skipped: int = 0  # already done before this run
+    skipped: int = 0  # already done (or pruned) before this run
+    pruned: int = 0
     failed_ids: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class JobSource(Protocol):
+    """Where the supervisor's jobs come from: a fixed plan, or an adaptive search that
+    makes the next job only when asked (when a slot is free)."""
+
+    def next_job(self) -> Job | None:
+        """A job to launch now, or None (nothing now; maybe later)."""
+
+    def exhausted(self) -> bool:
+        """True when no job will ever come again."""
+
+    def wanted(self, job: Job) -> bool:
+        """Whether a failed job is still worth its retry."""
+
+    def on_result(self, job: Job, state: JobState, result: dict[str, Any] | None) -> None:
+        """A job ended for good: done, failed after its retries, or pruned."""
+
+    def poll(self, running: list[Job]) -> None:
+        """Every loop turn: look at the running jobs' reports."""
+
+
+class PlanSource:
+    """A fixed list of jobs, in order."""
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._jobs = deque(jobs)
+
+    def next_job(self) -> Job | None:
+        return self._jobs.popleft() if self._jobs else None
+
+    def exhausted(self) -> bool:
+        return not self._jobs
+
+    def wanted(self, job: Job) -> bool:
+        return True
+
+    def on_result(self, job: Job, state: JobState, result: dict[str, Any] | None) -> None:
+        pass
+
+    def poll(self, running: list[Job]) -> None:
+        pass
 
 
 @dataclass
@@ -81,33 +125,24 @@ class Supervisor:
         self._running: dict[str, _Running] = {}
         self._stop = False
 
-    def run(self, jobs: Iterable[Job]) -> Outcome:
+    def run(self, jobs: JobSource | Iterable[Job]) -> Outcome:
+        """Run until the source is exhausted and nothing runs. A plan's jobs already done
+        (or pruned) are skipped, so running a sweep again resumes it."""
+        source = jobs if isinstance(jobs, JobSource) else PlanSource(jobs)
         outcome = Outcome()
-        queue: deque[tuple[Job, int]] = deque()
-        for job in jobs:
-            state = self.store.state(job.id)
-            if state is JobState.DONE:
-                self.store.clear_running(job.id)  # left if a supervisor died at that moment
-                outcome.skipped += 1
-                self.on_event("skipped", job, self.store.result(job.id))
-                continue
-            queue.append((job, 1))
+        retries: deque[tuple[Job, int]] = deque()
         previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_sigterm)}
         try:
-            while queue or self._running:
+            while retries or self._running or not source.exhausted():
                 if self._stop:
                     raise KeyboardInterrupt
-                while queue and self._room():
-                    placement = self.pool.place(self.ranks)
-                    if placement is None:
-                        break
-                    job, tries = queue.popleft()
-                    self._launch(job, tries, placement)
+                self._fill(source, retries, outcome)
                 time.sleep(POLL_SECONDS)
+                source.poll([r.job for r in self._running.values()])
                 for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
                     running = self._running.pop(job_id)
                     self.pool.release(running.placement)
-                    self._finish(running, queue, outcome)
+                    self._finish(running, source, retries, outcome)
         except KeyboardInterrupt:
             self._terminate_all()
             raise Interrupted from None
@@ -115,6 +150,39 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return outcome
+
+    def _fill(self, source: JobSource, retries: deque[tuple[Job, int]],
+              outcome: Outcome) -> None:
+        """Launch jobs while a slot is free: retries first, then the source's next job (an
+        adaptive source asks for a new trial only here, when a slot is free)."""
+        while self._room():
+            placement = self.pool.place(self.ranks)
+            if placement is None:
+                return
+            picked = self._next(source, retries, outcome)
+            if picked is None:
+                self.pool.release(placement)
+                return
+            self._launch(picked[0], picked[1], placement)
+
+    def _next(self, source: JobSource, retries: deque[tuple[Job, int]],
+              outcome: Outcome) -> tuple[Job, int] | None:
+        while retries:
+            retry, tries = retries.popleft()
+            if source.wanted(retry):
+                return retry, tries
+            self._give_up(retry, source, outcome, self.store.result(retry.id))
+        while (job := source.next_job()) is not None:
+            state = self.store.state(job.id)
+            if state in (JobState.DONE, JobState.PRUNED):
+                self.store.clear_running(job.id)  # left if a supervisor died at that moment
+                outcome.skipped += 1
+                result = self.store.result(job.id)
+                self.on_event("skipped", job, result)
+                source.on_result(job, state, result)
+                continue
+            return job, 1
+        return None
 
     def _room(self) -> bool:
         return not self.max_concurrent or len(self._running) < self.max_concurrent
@@ -125,6 +193,7 @@ class Supervisor:
     def _launch(self, job: Job, tries: int, placement: Placement) -> None:
         store = self.store
         store.clear_result(job.id)  # a failed result from before moves to attempts.jsonl
+        store.clear_progress(job.id)
         attempt = store.previous_attempts(job.id) + 1
         store.job_dir(job.id).mkdir(parents=True, exist_ok=True)
         store.write_params(job)
@@ -142,27 +211,39 @@ class Supervisor:
         self._running[job.id] = _Running(job, process, log, attempt, tries, placement)
         self.on_event("started", job, None)
 
-    def _finish(self, running: _Running, queue: deque[tuple[Job, int]], outcome: Outcome) -> None:
+    def _finish(self, running: _Running, source: JobSource,
+                retries: deque[tuple[Job, int]], outcome: Outcome) -> None:
         job, code = running.job, running.process.returncode
         running.log.close()
         result = self.store.result(job.id)
+        status = (result or {}).get("status")
         # A complete result counts even if teardown (MPI finalise) then exited non-zero.
-        if result is not None and result.get("status") == "done":
+        if result is not None and status in ("done", "pruned"):
             self.store.clear_running(job.id)
-            outcome.done += 1
-            self.on_event("done", job, result)
+            state = JobState.DONE if status == "done" else JobState.PRUNED
+            if state is JobState.DONE:
+                outcome.done += 1
+            else:
+                outcome.pruned += 1
+            self.on_event(status, job, result)
+            source.on_result(job, state, result)
             return
-        if result is None or result.get("status") != "failed":
+        if result is None or status != "failed":
             result = self._crash_result(running, code, result)
             self.store.write_result(job.id, result)
         self.store.clear_running(job.id)
-        if running.tries <= self.retries:
+        if running.tries <= self.retries and source.wanted(job):
             self.on_event("retry", job, result)
-            queue.append((job, running.tries + 1))
+            retries.append((job, running.tries + 1))
             return
+        self._give_up(job, source, outcome, result)
+
+    def _give_up(self, job: Job, source: JobSource, outcome: Outcome,
+                 result: dict[str, Any] | None) -> None:
         outcome.failed += 1
         outcome.failed_ids.append(job.id)
         self.on_event("failed", job, result)
+        source.on_result(job, JobState.FAILED, result)
 
     def _crash_result(self, running: _Running, code: int, old: dict[str, Any] | None
                       ) -> dict[str, Any]:

@@ -8,12 +8,13 @@ from dataclasses import fields
 from typing import Any
 
 from candle import __version__
+from candle.adaptive.config import OptunaConfig
 from candle.errors import UserError
 from candle.launch.local import LocalLauncher
-from candle.plan.jobs import iter_jobs
+from candle.plan.jobs import JobTemplate, iter_jobs
 from candle.spec.model import Resources, Sweep
 from candle.store.run_store import RunStore
-from candle.supervisor.loop import Event, Outcome, Supervisor
+from candle.supervisor.loop import Event, JobSource, Outcome, PlanSource, Supervisor
 from candle.supervisor.slots import Node, SlotPool
 
 
@@ -24,6 +25,8 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
         "benchmark": sweep.benchmark,
         "metric": sweep.search.metric,
         "direction": sweep.search.direction,
+        "metrics": [m for m, _ in sweep.search.objectives],
+        "directions": [d for _, d in sweep.search.objectives],
         "method": sweep.search.method,
         "folds": sweep.cv.folds if sweep.cv else None,
         "cv_seed": sweep.cv.seed if sweep.cv else 0,
@@ -34,6 +37,9 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
         "candle_version": __version__,
         "updated": time.time(),
         "retries": sweep.retries,
+        "template": JobTemplate.of(sweep).to_record(),
+        "optuna": (OptunaConfig.of(sweep.name, sweep.search).to_record()
+                   if sweep.search.method == "optuna" else None),
         "resources": {
             **{f.name: getattr(resources, f.name) for f in fields(resources) if f.name != "site"},
             "site": str(resources.site.source) if resources.site else None,
@@ -76,8 +82,22 @@ def mpi_env() -> dict[str, str]:
     return {}
 
 
+def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
+    """The run's jobs: its fixed plan, or (adaptive search) its Optuna study, which the
+    caller — holding the run's lock — is then the only writer of."""
+    meta = store.meta()
+    if not meta.get("optuna"):
+        return PlanSource(store.jobs())
+    from candle.adaptive.source import OptunaSource
+    from candle.adaptive.study import open_study
+
+    config = OptunaConfig.from_record(meta["optuna"])
+    return OptunaSource(store, open_study(store.root, config), config,
+                        JobTemplate.from_record(meta["template"]), on_trial=on_trial)
+
+
 def run_sweep(sweep: Sweep, on_event: Event | None = None,
-              on_planned: Any = None) -> Outcome:
+              on_planned: Any = None, on_trial: Any = None) -> Outcome:
     """Plan, (re)write the run directory and run every job not already done."""
     resources = sweep.resources
     pool = planned_pool(resources)
@@ -88,9 +108,12 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
                         key="resources.ranks_per_job")
     store = RunStore(sweep.run_dir)
     with store.supervisor_lock():
-        total = store.initialise(sweep.text, run_meta(sweep), iter_jobs(sweep))
+        adaptive = sweep.search.method == "optuna"
+        total = store.initialise(sweep.text, run_meta(sweep),
+                                 None if adaptive else iter_jobs(sweep))
+        source = job_source(store, on_trial)
         if on_planned is not None:
-            on_planned(total)
+            on_planned(sweep.search.trials if adaptive else total)
         concurrent = concurrent_jobs(resources, pool)
         supervisor = Supervisor(
             store, LocalLauncher(oversubscribe=resources.oversubscribe),
@@ -102,4 +125,4 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
             on_event=on_event,
             env={**JOB_ENV, **mpi_env()},
         )
-        return supervisor.run(store.jobs())
+        return supervisor.run(source)

@@ -44,6 +44,6 @@ def test_missing_metric_fails_the_job_with_a_reason(tmp_path: Path) -> None:
     write(tmp_path / "other_model.py", "def f(params):\n    return {'loss': 1.0}\n")
     job = Job(id="j", point=0, point_params={}, params={}, fold=None, folds=None,
               replica=0, seed=1)
-    result = execute(job, "other_model:f", tmp_path, tmp_path, metric="val_loss")
+    result = execute(job, "other_model:f", tmp_path, tmp_path, metrics=("val_loss",))
     assert result["status"] == "failed"
     assert "did not report metric 'val_loss'; it reported loss" in result["error"]

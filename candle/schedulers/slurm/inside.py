@@ -13,7 +13,7 @@ from candle.schedulers.slurm.backend import hostnames
 from candle.spec.site import SiteConfig, load_site
 from candle.store.run_store import RunStore
 from candle.supervisor.loop import Outcome, Supervisor
-from candle.supervisor.run import JOB_ENV
+from candle.supervisor.run import JOB_ENV, job_source
 from candle.supervisor.slots import Node, SlotPool
 
 
@@ -51,14 +51,15 @@ def _supervisor(store: RunStore, *, retries: int, max_concurrent: int) -> Superv
 
 
 def supervise(run_dir: Path) -> Outcome:
-    """Pack mode: keep this allocation's slots full until every job is done."""
+    """Pack mode: keep this allocation's slots full until every job is done (an adaptive
+    search: until its trial budget is used; this process is then the study's writer)."""
     store = RunStore(run_dir).require()
     meta = store.meta()
     with store.supervisor_lock():
         supervisor = _supervisor(
             store, retries=int(meta.get("retries", 1)),
             max_concurrent=int(meta["resources"].get("max_concurrent") or 0))
-        return supervisor.run(store.jobs())
+        return supervisor.run(job_source(store))
 
 
 def array_task(run_dir: Path, chunk: Path) -> int:

@@ -1,0 +1,93 @@
+"""The run's Optuna study: create or load it, count the budget, recover from a crash.
+
+Budget rule: a trial counts once it is COMPLETE, PRUNED, or FAILED because its model
+failed (user attr ``candle_failed``). A trial left RUNNING by a supervisor that died is
+marked FAILED without that attr (so it does not count) and its params are enqueued again
+under the same key: the retry reuses the jobs it had already finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from candle.adaptive.config import OptunaConfig
+from candle.adaptive.journal import open_storage
+
+KEY_ATTR = "candle_key"  # the trial whose jobs this trial runs (itself, or the one it retries)
+FAILED_ATTR = "candle_failed"  # why the model failed; such a trial counts against the budget
+
+
+def quiet_optuna(log_file: Path | None = None) -> None:
+    """Optuna logs every trial at INFO to stderr; keep warnings, in a file if given."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if log_file is not None:
+        optuna.logging.disable_default_handler()
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger = logging.getLogger("optuna")
+        if not any(isinstance(h, logging.FileHandler) for h in logger.handlers):
+            logger.addHandler(handler)
+
+
+def open_study(run_dir: Path, config: OptunaConfig) -> Any:
+    """The study, created on first use, with the sweep's sampler and pruner (writer)."""
+    import optuna
+
+    from candle.adaptive.samplers import make_pruner, make_sampler
+
+    quiet_optuna(Path(run_dir) / "optuna" / "optuna.log")
+    return optuna.create_study(
+        storage=open_storage(run_dir, writer=True), study_name=config.study_name,
+        sampler=make_sampler(config.sampler, config.sampler_options, config.seed),
+        pruner=make_pruner(config.pruner, config.pruner_options),
+        directions=list(config.directions), load_if_exists=True)
+
+
+def read_study(run_dir: Path, study_name: str) -> Any:
+    """The study for reading (summary, status); never writes."""
+    import optuna
+
+    quiet_optuna()
+    return optuna.load_study(study_name=study_name,
+                             storage=open_storage(run_dir, writer=False))
+
+
+def counts_against_budget(trial: Any) -> bool:
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return bool(trial.state == TrialState.FAIL and FAILED_ATTR in trial.user_attrs)
+
+
+def used_budget(study: Any) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_against_budget(t))
+
+
+def trial_key(trial: Any) -> int:
+    return int(trial.user_attrs.get(KEY_ATTR, trial.number))
+
+
+def recover_interrupted(study: Any) -> list[int]:
+    """RUNNING trials (their supervisor died) → FAILED, not counted; params enqueued again
+    with the same key. Safe to repeat: a retry already waiting is not enqueued twice."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    waiting = {trial_key(t) for t in trials if t.state == TrialState.WAITING}
+    recovered = []
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        key = trial_key(trial)
+        if key not in waiting:
+            study.enqueue_trial(dict(trial.params), user_attrs={KEY_ATTR: key})
+            waiting.add(key)
+        study.tell(trial.number, state=TrialState.FAIL)
+        recovered.append(trial.number)
+    return recovered
