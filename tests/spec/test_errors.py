@@ -19,6 +19,9 @@ search:
     learning_rate: [0.001, 0.01]
 """
 
+OPT = ("name: x\nbenchmark: nt3\nsearch:\n  method: optuna\n  space:\n"
+       "    dropout: {uniform: [0.1, 0.5]}\n")
+
 CASES = [
     # (file text, expected line, expected key, expected words in message)
     ("name: x\nbenchmark: nt3\nsearch: [unclosed\n", 4, None, "invalid YAML"),
@@ -68,6 +71,28 @@ CASES = [
     ("name: x\nbenchmark: nt3\nparams:\n  conv: [16, oops, 1]\n", 4, "params.conv",
      "expected an integer, got 'oops'"),
     ("name: x\nbenchmark: nt3\nretries: yes\n", 3, "retries", "expected an integer"),
+    # Optuna searches
+    (OPT + "  sampler: annealing\n", 7, "search.sampler", "expected one of tpe, gp, cmaes"),
+    (OPT + "  sampler: {name: tpe, n_startup: 3}\n", 7, "search.sampler.n_startup",
+     "TPESampler has no option 'n_startup'; its options: "),
+    (OPT + "  sampler: {n_startup_trials: 3}\n", 7, "search.sampler", "missing 'name'"),
+    (OPT + "  pruner: {name: percentile, percentile: 150.0}\n", 7, "search.pruner",
+     "PercentilePruner: Percentile must be between 0 and 100"),
+    (OPT + "  metric: [val_loss, val_acc]\n  direction: [minimize]\n", 8, "search.direction",
+     "1 directions for 2 metrics"),
+    (OPT + "  metric: [val_loss, val_acc]\n  direction: minimize\n  pruner: median\n", 9,
+     "search.pruner", "cannot prune a multi-objective study"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: grid\n  space: {dropout: [0.1]}\n"
+     "  sampler: tpe\n", 6, "search.sampler", "only for method optuna"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  method: random\n  space: {dropout: [0.1]}\n"
+     "  metric: [val_loss, val_acc]\n", 6, "search.metric", "expected a string"),
+    (OPT.replace("{uniform: [0.1, 0.5]}", "{int: [1, 64], log: true, step: 2}")
+     .replace("dropout", "batch_size"), 6, "search.space.batch_size",
+     "both log-scaled and stepped"),
+    (OPT + "resources:\n  scheduler: slurm\n  mode: array\n", 9, "resources.mode",
+     "set search.batch: N"),
+    (OPT + "  batch: 4\n  pruner: median\nresources:\n  scheduler: slurm\n  mode: array\n",
+     8, "search.pruner", "array tasks have none"),
 ]
 
 

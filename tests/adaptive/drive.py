@@ -1,0 +1,58 @@
+"""Drive an OptunaSource in-process the way the supervisor does, with simulated workers:
+``concurrency`` jobs in flight, each finishing in random order (asynchronous, as on a
+cluster), the objective computed here instead of in a launched process."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from candle.adaptive.config import OptunaConfig
+from candle.adaptive.source import OptunaSource
+from candle.adaptive.study import open_study
+from candle.plan.jobs import JobTemplate
+from candle.spec.model import Uniform
+from candle.state import JobState
+from candle.store.run_store import RunStore
+
+Objective = Callable[[dict[str, Any]], dict[str, float]]
+
+
+def config(sampler: str, seed: int, trials: int, dims: int = 4,
+           **options: Any) -> OptunaConfig:
+    space = {f"x{i}": {"uniform": [-5.0, 5.0], "log": False} for i in range(dims)}
+    return OptunaConfig("study", ("val_loss",), ("minimize",), trials, seed, sampler,
+                        options, space=space)
+
+
+def shifted_sphere(params: dict[str, Any]) -> dict[str, float]:
+    """Minimum 0 at x_i = 1.5 - i (no sampler starts there by luck)."""
+    return {"val_loss": sum((float(v) - (1.5 - i)) ** 2
+                            for i, (_, v) in enumerate(sorted(params.items())))}
+
+
+def drive(root: Path, cfg: OptunaConfig, objective: Objective, *, concurrency: int = 2,
+          seed: int = 0) -> tuple[OptunaSource, RunStore]:
+    store = RunStore(root)
+    store.initialise("", {"name": "study"}, None)
+    template = JobTemplate("user:model", {}, None, 1, 0)
+    source = OptunaSource(store, open_study(root, cfg), cfg, template)
+    rng = random.Random(seed)
+    running = []
+    while not source.exhausted():
+        while len(running) < concurrency and (job := source.next_job()) is not None:
+            running.append(job)
+        job = running.pop(rng.randrange(len(running)))
+        result = {"job_id": job.id, "status": "done", "metrics": objective(job.params)}
+        store.write_result(job.id, result)
+        source.on_result(job, JobState.DONE, result)
+    return source, store
+
+
+def best_value(source: OptunaSource) -> float:
+    return float(source.study.best_value)
+
+
+__all__ = ["Uniform", "best_value", "config", "drive", "shifted_sphere"]
