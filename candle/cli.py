@@ -46,8 +46,9 @@ def validate(sweep: Path) -> None:
     from candle.spec import load_sweep
 
     spec = load_sweep(sweep)
+    unit = "trials" if spec.search.method == "optuna" else "points"
     click.echo(f"{sweep}: ok ({spec.benchmark}, {spec.search.method}, "
-               f"{count_points(spec)} points)")
+               f"{count_points(spec)} {unit})")
 
 
 @cli.command()
@@ -67,10 +68,14 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
         total += 1
         if len(jobs) < show:
             jobs.append(job)
+    folds, replicas = spec.cv.folds if spec.cv else 1, spec.uq.replicas if spec.uq else 1
+    adaptive = spec.search.method == "optuna"
     info = {
         "name": spec.name, "benchmark": spec.benchmark, "method": spec.search.method,
-        "points": count_points(spec), "folds": spec.cv.folds if spec.cv else 1,
-        "replicas": spec.uq.replicas if spec.uq else 1, "jobs": total,
+        "points": count_points(spec), "folds": folds, "replicas": replicas,
+        # An adaptive search makes its jobs as it goes: at most this many (pruning: fewer).
+        "jobs": spec.search.trials * folds * replicas if adaptive else total,
+        "adaptive": adaptive,
         "run_dir": str(spec.run_dir),
         "allocation": allocation_info(spec.resources),
     }

@@ -53,24 +53,34 @@ class _Live:
 
 class OptunaSource:
     def __init__(self, store: RunStore, study: Any, config: OptunaConfig,
-                 template: JobTemplate, on_trial: TrialEvent | None = None) -> None:
+                 template: JobTemplate, on_trial: TrialEvent | None = None, *,
+                 adopt_running: bool = False, max_live: int = 0) -> None:
+        """``adopt_running``: trials left RUNNING are still ours (array mode: asked by an
+        earlier `candle run`, their jobs ran as array tasks) rather than interrupted.
+        ``max_live``: at most this many trials at once (array mode's batch); 0: no limit."""
         self.store = store
         self.study = study
         self.config = config
         self.template = template
         self.on_trial = on_trial or (lambda number, state, values: None)
         self.space: SearchSpace = search_space(config.dimensions())
-        self.recovered = recover_interrupted(study)
-        self.used = used_budget(study)
+        self.max_live = max_live
         self.live: dict[int, _Live] = {}  # trial number -> live trial
         self._by_job: dict[str, _Live] = {}
-        self._known = {job.id for job in store.jobs()}
+        plan = {job.id: job for job in store.jobs()}
+        self._known = set(plan)
+        if adopt_running:
+            self._adopt(plan)
+        self.recovered = recover_interrupted(study, keep=frozenset(self.live))
+        self.used = used_budget(study)
 
     # -- what the supervisor asks -------------------------------------------------------
     def next_job(self) -> Job | None:
         for live in self.live.values():
             if live.pending:
                 return self._take(live)
+        if self.max_live and len(self.live) >= self.max_live:
+            return None
         if self.used + len(self.live) < self.config.trials:
             return self._take(self._ask())
         return None
@@ -117,6 +127,23 @@ class OptunaSource:
                 self.store.write_verdict(job.id, step, live.pruned)
 
     # -- inside -------------------------------------------------------------------------
+    def _adopt(self, plan: dict[str, Job]) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            ids = frozen.user_attrs.get("candle_jobs", [])
+            jobs = [plan[i] for i in ids if i in plan]
+            if not jobs or len(jobs) != len(ids):
+                continue  # asked, but its jobs never reached the plan: left to recovery
+            # A live handle on a stored trial (Optuna's ask() hands out the same kind).
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            live = _Live(trial, int(frozen.user_attrs.get(KEY_ATTR, frozen.number)), jobs,
+                         list(jobs))
+            self.live[frozen.number] = live
+            for job in jobs:
+                self._by_job[job.id] = live
+
     def _take(self, live: _Live) -> Job:
         job = live.pending.pop(0)
         live.launched.add(job.id)

@@ -41,11 +41,15 @@ def open_study(run_dir: Path, config: OptunaConfig) -> Any:
     from candle.adaptive.samplers import make_pruner, make_sampler
 
     quiet_optuna(Path(run_dir) / "optuna" / "optuna.log")
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=open_storage(run_dir, writer=True), study_name=config.study_name,
-        sampler=make_sampler(config.sampler, config.sampler_options, config.seed),
         pruner=make_pruner(config.pruner, config.pruner_options),
         directions=list(config.directions), load_if_exists=True)
+    # Seeded by the sweep's seed and the trials so far: a resumed study (or the next array
+    # batch, from a new process) must not draw the same first points again.
+    seed = config.seed + len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(config.sampler, config.sampler_options, seed)
+    return study
 
 
 def read_study(run_dir: Path, study_name: str) -> Any:
@@ -73,16 +77,17 @@ def trial_key(trial: Any) -> int:
     return int(trial.user_attrs.get(KEY_ATTR, trial.number))
 
 
-def recover_interrupted(study: Any) -> list[int]:
+def recover_interrupted(study: Any, keep: frozenset[int] = frozenset()) -> list[int]:
     """RUNNING trials (their supervisor died) → FAILED, not counted; params enqueued again
-    with the same key. Safe to repeat: a retry already waiting is not enqueued twice."""
+    with the same key. Safe to repeat: a retry already waiting is not enqueued twice.
+    Trials numbered in ``keep`` are still being run and are left alone."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     waiting = {trial_key(t) for t in trials if t.state == TrialState.WAITING}
     recovered = []
     for trial in trials:
-        if trial.state != TrialState.RUNNING:
+        if trial.state != TrialState.RUNNING or trial.number in keep:
             continue
         key = trial_key(trial)
         if key not in waiting:

@@ -87,6 +87,8 @@ def execute(
                 raise KeyError(f"the model did not report metric {metric!r}; it reported "
                                f"{', '.join(sorted(reported)) or 'nothing'}")
         record.update(outcome)
+        if reporter is not None and reporter.history and not record.get("history"):
+            record["history"] = reporter.history  # a user model's candle.report calls
         record["status"] = "done"
         record["error"] = None
     except Pruned as pruned:

@@ -39,8 +39,13 @@ def _fmt(value: Any) -> str:
 def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
     console = _console()
     console.print(f"[bold]{info['name']}[/]: {info['benchmark']}, {info['method']} search")
-    console.print(f"points {info['points']} x folds {info['folds']} x replicas "
-                  f"{info['replicas']} = [bold]{info['jobs']} jobs[/] -> {info['run_dir']}")
+    if info.get("adaptive"):
+        console.print(f"trials {info['points']} x folds {info['folds']} x replicas "
+                      f"{info['replicas']} = at most [bold]{info['jobs']} jobs[/], each trial "
+                      f"asked when a slot frees -> {info['run_dir']}")
+    else:
+        console.print(f"points {info['points']} x folds {info['folds']} x replicas "
+                      f"{info['replicas']} = [bold]{info['jobs']} jobs[/] -> {info['run_dir']}")
     alloc = info.get("allocation")
     if alloc:
         gpus = f", {alloc['gpus_per_node']} GPUs" if alloc["gpus_per_node"] else ""

@@ -137,7 +137,7 @@ def plot_study(summary: StudySummary, path: Any) -> None:
     import matplotlib.pyplot as plt
 
     rows = sorted(summary.rows, key=lambda r: r.number)
-    done = [r for r in rows if r.values is not None]
+    done = [r for r in rows if r.values is not None and r.state == "complete"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     if len(summary.metrics) == 1:
         sign = 1.0 if summary.directions[0] == "minimize" else -1.0
@@ -148,11 +148,10 @@ def plot_study(summary: StudySummary, path: Any) -> None:
             value = r.values[0] if r.values else math.nan
             best.append(value if not best or sign * value < sign * best[-1] else best[-1])
         ax.step([r.number for r in done], best, where="post", color="C1", label="best so far")
-        pruned = [r for r in rows if r.state == "pruned"]
-        if pruned:
-            ax.scatter([r.number for r in pruned], [0.0] * len(pruned), marker="x",
-                       color="C3", transform=ax.get_xaxis_transform(), clip_on=False,
-                       label="pruned")
+        pruned = [r for r in rows if r.state == "pruned" and r.values]
+        if pruned:  # where they stood when stopped
+            ax.scatter([r.number for r in pruned], [r.values[0] for r in pruned if r.values],
+                       marker="x", color="C3", label="pruned (value when stopped)")
         ax.set_xlabel("trial")
         ax.set_ylabel(summary.metrics[0])
     else:

@@ -39,6 +39,7 @@ REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 METHODS = ("grid", "random", "list", "optuna")
 SCHEDULERS = ("local", "slurm")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+SCIENTIFIC_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 USER_MODEL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -76,6 +77,8 @@ class _Ctx:
         return value
 
     def number(self, value: Any, path: KeyPath) -> float:
+        if isinstance(value, str) and SCIENTIFIC_RE.match(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(path, f"expected a number, got {_kind(value)} {value!r}")
         return float(value)

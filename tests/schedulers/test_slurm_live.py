@@ -171,3 +171,59 @@ def test_a_job_over_its_time_limit_shows_timeout(live_slurm: None, tmp_path: Pat
     (job,) = store.jobs()
     assert status["notes"][job.id].startswith("TIMEOUT")
     assert status["counts"]["done"] == 0
+
+
+def test_nt3_optuna_in_a_pack_allocation(live_slurm: None, tmp_path: Path) -> None:
+    """The shipped NT3 Optuna sweep on Slurm: the supervisor inside one 2-node allocation
+    asks trials, runs each as a 2-rank Horovod srun step, prunes, and tells the journal."""
+    doc = __import__("yaml").safe_load((ROOT / "workflows" / "nt3_optuna.yaml").read_text())
+    doc["store"] = str(tmp_path / "runs")
+    doc["params"].update(epochs=3, samples=400)
+    doc["search"].update(trials=4)
+    doc["resources"] = {"scheduler": "slurm", "site": "local-slurm", "mode": "pack",
+                        "nodes": 2, "ranks_per_job": 2, "walltime": "00:15:00"}
+    path = tmp_path / "nt3-optuna.yaml"
+    path.write_text(json.dumps(doc))
+    proc = run_candle("run", str(path), "--wait", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 trials told" in proc.stdout
+    store = RunStore(tmp_path / "runs" / "nt3-optuna")
+    summary = json.loads(run_candle("summary", str(store.root), "--format", "json").stdout)
+    assert summary["used"] == 4 and summary["best"]
+    assert {r["state"] for r in summary["rows"]} <= {"complete", "pruned"}
+    done = [r for r in results(store) if r.get("status") == "done"]
+    assert done
+    for result in done:
+        assert result["horovod"]["size"] == 2
+        assert "srun --exact --mpi=pmix -n 2" in store.log_path(result["job_id"]).read_text()
+    status = status_json(store.root)
+    assert status["batch"][0]["kind"] == "pack" and status["counts"]["failed"] == 0
+
+
+def test_optuna_array_mode_goes_batch_by_batch(live_slurm: None, tmp_path: Path) -> None:
+    """Array mode with search.batch: each `candle run` tells the ended batch and submits
+    the next; --wait loops until the budget is used. No trial repeats another's params."""
+    (tmp_path / "curve.py").write_text(
+        (ROOT / "workflows" / "user_model" / "curve.py").read_text())
+    doc = {"name": "batches", "benchmark": "curve:train",
+           "params": {"epochs": 2, "epoch_seconds": 0.05},
+           "search": {"method": "optuna", "sampler": "tpe", "batch": 2, "trials": 5,
+                      "space": {"lr": {"loguniform": [0.0001, 1.0]},
+                                "width": {"int": [8, 512], "log": True}}},
+           "resources": {"scheduler": "slurm", "site": "local-slurm", "mode": "array",
+                         "walltime": "00:05:00"},
+           "store": str(tmp_path / "runs")}
+    path = tmp_path / "batches.yaml"
+    path.write_text(json.dumps(doc))
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("submitted ") == 3  # 2 + 2 + 1 trials
+    assert "5/5 trials told" in proc.stdout
+    store = RunStore(tmp_path / "runs" / "batches")
+    summary = json.loads(run_candle("summary", str(store.root), "--format", "json").stdout)
+    assert summary["used"] == 5
+    assert {r["state"] for r in summary["rows"]} == {"complete"}
+    params = [json.dumps(r["params"], sort_keys=True) for r in summary["rows"]]
+    assert len(set(params)) == 5
+    scripts = sorted(p.name for p in (store.root / "slurm").glob("array-*.sbatch"))
+    assert scripts == ["array-0000.sbatch", "array-0001.sbatch", "array-0002.sbatch"]

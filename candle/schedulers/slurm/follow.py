@@ -25,42 +25,59 @@ MAX_UNSEEN_POLLS = 10
 
 
 def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool) -> int:
+    """Submit; with --wait follow to the end. An Optuna search in array mode goes on batch
+    by batch: each time its arrays end, the results are told and the next batch asked."""
     console = Console(stderr=False)
-    try:
-        scripts, new, still = plan_and_submit(sweep, run_meta(sweep), dry_run=dry_run)
-    except SchedulerError as exc:
-        console.print(f"[red]submission failed:[/] {exc}")
-        return 1
-    if dry_run:
-        for script in scripts:  # plain stdout: a console would wrap long lines
-            sys.stdout.write(f"# ---- {script.name} ({len(script.chunk_ids) or 'all'} jobs) "
-                             f"----\n{script.text}")
-        return 0
-    run_dir = sweep.run_dir
-    if still:
-        ids = " ".join(r.job_id for r in still)
-        console.print(f"{sweep.name}: already submitted and not finished: {ids}; nothing "
-                      f"submitted again (candle status {run_dir}; candle cancel {run_dir})")
-    elif not new:
-        console.print(f"{sweep.name}: every job is already done -> {run_dir}")
-        return 0
-    else:
-        for record in new:
-            what = f"array of {record.count}" if record.kind == "array" else "pack allocation"
-            path = run_dir / "slurm" / record.script
-            console.print(f"submitted {record.job_id}: {what} ({path})")
+    adaptive = sweep.search.method == "optuna"
+    batches = adaptive and sweep.resources.mode == "array"
+    code = 0
+    while True:
+        try:
+            scripts, new, still = plan_and_submit(sweep, run_meta(sweep), dry_run=dry_run)
+        except SchedulerError as exc:
+            console.print(f"[red]submission failed:[/] {exc}")
+            return 1
+        if dry_run:
+            for script in scripts:  # plain stdout: a console would wrap long lines
+                sys.stdout.write(f"# ---- {script.name} ({len(script.chunk_ids) or 'all'} "
+                                 f"jobs) ----\n{script.text}")
+            return 0
+        run_dir = sweep.run_dir
+        if still:
+            ids = " ".join(r.job_id for r in still)
+            console.print(f"{sweep.name}: already submitted and not finished: {ids}; nothing "
+                          f"submitted again (candle status {run_dir}; candle cancel {run_dir})")
+        elif not new:
+            if adaptive:
+                told = _finished(RunStore(run_dir), sweep.search.trials)
+                console.print(f"{sweep.name}: {told}/{sweep.search.trials} trials told -> "
+                              f"{run_dir}")
+                return 0 if told >= sweep.search.trials else 1
+            console.print(f"{sweep.name}: every job is already done -> {run_dir}")
+            return code
+        else:
+            for record in new:
+                what = (f"array of {record.count}" if record.kind == "array"
+                        else "pack allocation")
+                path = run_dir / "slurm" / record.script
+                console.print(f"submitted {record.job_id}: {what} ({path})")
+            if not wait:
+                console.print(f"follow with: candle status {run_dir}   (or candle run ... "
+                              "--wait)")
         if not wait:
-            console.print(f"follow with: candle status {run_dir}   (or candle run ... --wait)")
-    if not wait:
-        return 0
-    return follow(RunStore(run_dir), sweep.name, console)
+            return 0
+        code = follow(RunStore(run_dir), sweep.name, console, trials=(
+            sweep.search.trials if adaptive else None))
+        if not batches or still:
+            return code
 
 
-def follow(store: RunStore, name: str, console: Console) -> int:
-    """Poll until every submission has ended; a progress bar counts finished jobs."""
+def follow(store: RunStore, name: str, console: Console, trials: int | None = None) -> int:
+    """Poll until every submission has ended; a progress bar counts finished jobs (or, for
+    an adaptive search, the trials its study has told)."""
     records = submissions(store)
     ids = [r.job_id for r in records]
-    total = sum(1 for _ in store.jobs())
+    total = trials if trials is not None else sum(1 for _ in store.jobs())
     delay = POLL_FIRST_S
     unseen: dict[str, int] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -69,7 +86,7 @@ def follow(store: RunStore, name: str, console: Console) -> int:
         task = progress.add_task(name, total=total, info="")
         while True:
             states = backend.status(ids)
-            done = sum(1 for job in store.jobs() if store.state(job.id) is JobState.DONE)
+            done = _finished(store, trials)
             counts: dict[AllocState, int] = {}
             for state in states.values():
                 counts[state] = counts.get(state, 0) + 1
@@ -82,9 +99,24 @@ def follow(store: RunStore, name: str, console: Console) -> int:
                 break
             time.sleep(delay)
             delay = min(POLL_MAX_S, delay * 1.5)
-    failed = total - done
-    console.print(f"{name}: {done} done, {failed} not done -> {store.root}")
-    return 0 if failed == 0 else 1
+    done = _finished(store, trials)
+    unit = "trials told" if trials is not None else "done"
+    console.print(f"{name}: {done} {unit}, {total - done} not -> {store.root}")
+    return 0 if done >= total else 1
+
+
+def _finished(store: RunStore, trials: int | None) -> int:
+    if trials is None:
+        return sum(1 for job in store.jobs() if store.state(job.id) is JobState.DONE)
+    from candle.adaptive.journal import journal_path
+    from candle.adaptive.study import read_study, used_budget
+
+    if not journal_path(store.root).is_file():
+        return 0
+    try:
+        return int(used_budget(read_study(store.root, str(store.meta()["name"]))))
+    except KeyError:
+        return 0
 
 
 def _ended(states: dict[str, AllocState], job_id: str) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from candle.plan.jobs import Job, iter_jobs
+from candle.plan.jobs import Job, JobTemplate, iter_jobs
 from candle.schedulers._base import AllocState
 from candle.schedulers.slurm import backend
 from candle.schedulers.slurm.render import render_array, render_pack
@@ -68,14 +68,12 @@ def run_id_of(run_dir: Path) -> str:
 
 
 def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
-                  limits: tuple[int, int] | None = None) -> list[Script]:
+                  limits: tuple[int, int] | None = None, first: int = 0) -> list[Script]:
     """The scripts that would run ``pending`` (pure: no files, no Slurm calls except the
     cluster's limits for array chunking, which tests pass in)."""
     resources = sweep.resources
     site = resources.site or SiteConfig()
     run_id = run_id_of(run_dir)
-    if not pending:
-        return []
     if resources.mode == "pack":
         slots = resources.slots_per_node or resources.ranks_per_job  # the site's cores if set
         comment = backend.new_comment(run_id)
@@ -89,14 +87,14 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
     scripts = []
     for k in range(math.ceil(len(pending) / size)):
         chunk = pending[k * size : (k + 1) * size]
-        chunk_name = f"chunk-{k:04d}.txt"
+        chunk_name = f"chunk-{first + k:04d}.txt"  # numbered on: earlier batches keep theirs
         comment = backend.new_comment(run_id)
         text = render_array(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
                             walltime=resources.walltime, ranks=resources.ranks_per_job,
                             cores_per_node=resources.slots_per_node,
                             count=len(chunk), throttle=resources.array_throttle,
                             chunk=chunk_name, site=site)
-        scripts.append(Script("array", f"array-{k:04d}.sbatch", text, comment, chunk_name,
+        scripts.append(Script("array", f"array-{first + k:04d}.sbatch", text, comment, chunk_name,
                               tuple(j.id for j in chunk)))
     return scripts
 
@@ -117,18 +115,30 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
                     ) -> tuple[list[Script], list[Submission], list[Submission]]:
     """Returns (scripts, new submissions, still-active older ones)."""
     store = RunStore(sweep.run_dir)
-    jobs = list(iter_jobs(sweep))
+    adaptive = sweep.search.method == "optuna"
     if dry_run:
-        return build_scripts(sweep, jobs, sweep.run_dir), [], []
+        preview = _adaptive_preview(sweep) if adaptive else list(iter_jobs(sweep))
+        return build_scripts(sweep, preview, sweep.run_dir), [], []
     # Before the lock: a pack allocation's supervisor holds it for as long as it runs.
     running = active(store) if store.exists() else []
     if running:
         return [], [], [record for record, _ in running]
     with store.supervisor_lock():
-        store.initialise(sweep.text, run_meta, jobs)
-        pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
-        scripts = build_scripts(sweep, pending, store.root)  # jobs' params: written at launch
+        store.initialise(sweep.text, run_meta, None if adaptive else iter_jobs(sweep))
+        if not adaptive:
+            pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
+            todo = len(pending)
+        elif sweep.resources.mode == "pack":  # the supervisor inside asks the trials
+            pending, todo = [], remaining_trials(store, sweep.search.trials)
+        else:
+            pending = next_batch(store)
+            todo = len(pending)
+        if not todo:
+            return [], [], []
         records = submissions(store)
+        arrays = sum(1 for r in records if r.kind == "array")
+        # Jobs' params are written at launch.
+        scripts = build_scripts(sweep, pending, store.root, first=arrays)
         new = []
         slurm_dir(store).mkdir(exist_ok=True)
         for script in scripts:
@@ -139,12 +149,56 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
             atomic_write_text(path, script.text)
             job_id = backend.submit(path, script.comment)
             record = Submission(script.kind, job_id, script.name, script.comment,
-                                script.chunk_name, len(script.chunk_ids) or len(pending),
+                                script.chunk_name, len(script.chunk_ids) or todo,
                                 time.time())
             records.append(record)
             new.append(record)
             _save(store, records)  # after each sbatch: a crash here loses no job id
         return scripts, new, []
+
+
+def _adaptive_preview(sweep: Sweep) -> list[Job]:
+    """For --dry-run: jobs shaped like one batch of trials (asking would write the study)."""
+    template = JobTemplate.of(sweep)
+    return [job for index in range(max(1, sweep.search.batch))
+            for job in template.jobs(index, {}, trial=True)]
+
+
+def remaining_trials(store: RunStore, trials: int) -> int:
+    """The budget not yet used (a pack allocation's supervisor will ask these)."""
+    from candle.adaptive.journal import journal_path
+    from candle.adaptive.study import read_study, used_budget
+
+    if not journal_path(store.root).is_file():
+        return trials
+    try:
+        study = read_study(store.root, str(store.meta()["name"]))
+    except KeyError:  # the journal exists but the study was never created
+        return trials
+    return max(0, trials - used_budget(study))
+
+
+def next_batch(store: RunStore) -> list[Job]:
+    """Array mode: tell the trials whose array tasks ended, ask up to ``batch`` trials,
+    and return the jobs to submit. Runs on the login node, holding the run's lock: the
+    only writer of the study while no allocation supervises it."""
+    from candle.adaptive.config import OptunaConfig
+    from candle.adaptive.source import OptunaSource
+    from candle.adaptive.study import open_study
+
+    meta = store.meta()
+    config = OptunaConfig.from_record(meta["optuna"])
+    source = OptunaSource(store, open_study(store.root, config), config,
+                          JobTemplate.from_record(meta["template"]), adopt_running=True,
+                          max_live=config.batch)
+    pending = []
+    while (job := source.next_job()) is not None:
+        state = store.state(job.id)
+        if state in (JobState.DONE, JobState.PRUNED, JobState.FAILED):
+            source.on_result(job, state, store.result(job.id))
+            continue
+        pending.append(job)
+    return pending
 
 
 def cancel_run(store: RunStore) -> list[str]:
