@@ -4,6 +4,7 @@ supervisor killed with SIGKILL resumes with the trial budget exact."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -103,7 +104,7 @@ def test_trials_are_asked_as_slots_free_never_in_batches(tmp_path: Path) -> None
         in_flight = sum(1 for s, e in spans if s <= start < e)
         assert in_flight <= 2
     # Asynchronous: some trial starts while the trial asked just before it still runs.
-    overlapping = sum(1 for (s0, e0), (s1, _) in zip(spans, spans[1:], strict=False)
+    overlapping = sum(1 for (s0, e0), (s1, _) in itertools.pairwise(spans)
                       if s0 < s1 < e0)
     assert overlapping >= 3
 

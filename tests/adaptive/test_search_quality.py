@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from candle.adaptive.samplers import SAMPLERS
-from tests.adaptive.drive import best_value, config, drive, shifted_sphere
+from candle.adaptive.simulate import best_value, config, drive, shifted_sphere
+from candle.report.study_summary import plot_study, summarise_study
 
 SEEDS = range(8)
 
@@ -47,10 +48,30 @@ def test_multi_objective_study_has_a_pareto_front(tmp_path: Path) -> None:
     cfg = config("nsga2", 0, 24, dims=1, population_size=8)
     cfg = type(cfg)(**{**cfg.__dict__, "metrics": ("val_loss", "cost"),
                        "directions": ("minimize", "minimize")})
-    source, _ = drive(tmp_path, cfg, two)
+    source, store = drive(tmp_path, cfg, two)
     front = sorted(source.study.best_trials, key=lambda t: t.values[0])
+    summary = summarise_study(store)  # what `candle summary` shows: the front, marked
+    assert {r.number for r in summary.best} == {t.number for t in front}
+    assert summary.used == 24 and summary.metrics == ("val_loss", "cost")
+    plot_study(summary, tmp_path / "front.png")
+    assert (tmp_path / "front.png").stat().st_size > 10_000
     assert len(front) >= 3
     costs = [t.values[1] for t in front]
     assert costs == sorted(costs, reverse=True)  # a trade-off: better loss, higher cost
     inside = [t for t in front if -1.0 <= t.params["x0"] <= 1.0]
     assert len(inside) >= len(front) - 2  # the true front is x in [-1, 1]
+
+
+def test_a_trial_is_its_folds_and_replicas_and_its_value_their_mean(tmp_path: Path) -> None:
+    def per_fold(params: dict[str, object]) -> dict[str, float]:
+        base = shifted_sphere(params)["val_loss"]
+        return {"val_loss": base + float(params["fold"]) + 10.0 * float(params["replica"])}  # type: ignore[arg-type]
+
+    source, store = drive(tmp_path, config("random", 0, 6, dims=2), per_fold, folds=3,
+                          replicas=2, concurrency=4)
+    jobs = list(store.jobs())
+    assert len(jobs) == 6 * 3 * 2 and len({j.id for j in jobs}) == 36
+    for trial in source.study.trials:
+        expected = shifted_sphere(trial.params)["val_loss"] + 1.0 + 5.0  # mean fold, replica
+        assert trial.value == pytest.approx(expected)
+        assert len(trial.user_attrs["candle_jobs"]) == 6
