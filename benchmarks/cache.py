@@ -7,10 +7,8 @@ cache directory; a cache that cannot be written at all just means no cache.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,18 +35,10 @@ def _cache_dirs(path: Path) -> list[Path]:
 
 
 def _save_npy(target: Path, array: NDArray[Any]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    from candle.store.atomic import atomic_writer
+
+    with atomic_writer(target) as handle:  # streamed: no bytes copy of a large array
+        np.save(handle, np.ascontiguousarray(array))
 
 
 def cached_arrays(

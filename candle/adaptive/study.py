@@ -73,6 +73,19 @@ def used_budget(study: Any) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if counts_against_budget(t))
 
 
+def told_trials(run_dir: Path, study_name: str) -> int:
+    """Trials that count against the budget, read from the journal; 0 before the study
+    exists (the login node asks this; the supervisor inside an allocation writes it)."""
+    from candle.adaptive.journal import journal_path
+
+    if not journal_path(run_dir).is_file():
+        return 0
+    try:
+        return used_budget(read_study(run_dir, study_name))
+    except KeyError:  # the journal exists, the study was never created in it
+        return 0
+
+
 def trial_key(trial: Any) -> int:
     return int(trial.user_attrs.get(KEY_ATTR, trial.number))
 

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from candle.adaptive.config import OptunaConfig
+from candle.adaptive.samplers import search_space
 from candle.adaptive.study import FAILED_ATTR, read_study, used_budget
 from candle.store.run_store import RunStore
 
@@ -57,6 +58,7 @@ def summarise_study(store: RunStore, importances: bool = True) -> StudySummary:
     study = read_study(store.root, config.study_name)
     trials = study.get_trials(deepcopy=False)
     best_numbers = _best_numbers(study, config)
+    space = search_space(config.dimensions())
     rows = []
     for trial in trials:
         state = {"fail": "failed"}.get(trial.state.name.lower(), trial.state.name.lower())
@@ -65,7 +67,7 @@ def summarise_study(store: RunStore, importances: bool = True) -> StudySummary:
             note = str(trial.user_attrs.get(FAILED_ATTR) or
                        "its supervisor stopped; retried, not counted")
         steps = trial.intermediate_values
-        rows.append(TrialRow(trial.number, state, _decoded(trial.params, config),
+        rows.append(TrialRow(trial.number, state, space.decode(trial.params),
                              list(trial.values) if trial.values else None,
                              max(steps) if steps else None, note,
                              trial.number in best_numbers))
@@ -85,12 +87,6 @@ def summarise_study(store: RunStore, importances: bool = True) -> StudySummary:
     if importances:
         summary.importances = _importances(study, config)
     return summary
-
-
-def _decoded(params: dict[str, Any], config: OptunaConfig) -> dict[str, Any]:
-    from candle.adaptive.samplers import search_space
-
-    return search_space(config.dimensions()).decode(params)
 
 
 def _best_numbers(study: Any, config: OptunaConfig) -> set[int]:

@@ -108,15 +108,9 @@ def follow(store: RunStore, name: str, console: Console, trials: int | None = No
 def _finished(store: RunStore, trials: int | None) -> int:
     if trials is None:
         return sum(1 for job in store.jobs() if store.state(job.id) is JobState.DONE)
-    from candle.adaptive.journal import journal_path
-    from candle.adaptive.study import read_study, used_budget
+    from candle.adaptive.study import told_trials
 
-    if not journal_path(store.root).is_file():
-        return 0
-    try:
-        return int(used_budget(read_study(store.root, str(store.meta()["name"]))))
-    except KeyError:
-        return 0
+    return told_trials(store.root, str(store.meta()["name"]))
 
 
 def _ended(states: dict[str, AllocState], job_id: str) -> bool:

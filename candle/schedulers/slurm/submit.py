@@ -129,7 +129,10 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
             pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
             todo = len(pending)
         elif sweep.resources.mode == "pack":  # the supervisor inside asks the trials
-            pending, todo = [], remaining_trials(store, sweep.search.trials)
+            from candle.adaptive.study import told_trials
+
+            pending = []
+            todo = max(0, sweep.search.trials - told_trials(store.root, sweep.name))
         else:
             pending = next_batch(store)
             todo = len(pending)
@@ -162,20 +165,6 @@ def _adaptive_preview(sweep: Sweep) -> list[Job]:
     template = JobTemplate.of(sweep)
     return [job for index in range(max(1, sweep.search.batch))
             for job in template.jobs(index, {}, trial=True)]
-
-
-def remaining_trials(store: RunStore, trials: int) -> int:
-    """The budget not yet used (a pack allocation's supervisor will ask these)."""
-    from candle.adaptive.journal import journal_path
-    from candle.adaptive.study import read_study, used_budget
-
-    if not journal_path(store.root).is_file():
-        return trials
-    try:
-        study = read_study(store.root, str(store.meta()["name"]))
-    except KeyError:  # the journal exists but the study was never created
-        return trials
-    return max(0, trials - used_budget(study))
 
 
 def next_batch(store: RunStore) -> list[Job]:
