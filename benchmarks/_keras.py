@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from benchmarks._base import TrainContext
 from benchmarks._horovod import Distribution, current, use, weights_digest
+from candle.job import interrupt
 
 
 @dataclass
@@ -161,6 +162,9 @@ def fit(
                 ckpt.save(self.model, epoch + 1, history)
             if ctx.on_epoch is not None:
                 ctx.on_epoch(epoch + 1, values)
+            # After the checkpoint: a walltime or preemption signal stops the job here,
+            # every rank at the same epoch, and the next attempt resumes from this epoch.
+            interrupt.check(epoch + 1, dist.size, dist.bcast)
 
     epochs = int(params["epochs"])
     # Horovod's broadcast first, its metric average before anything reads metrics; extra

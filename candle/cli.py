@@ -14,6 +14,8 @@ import click
 from candle.errors import UserError
 from candle.spec.model import Resources
 
+EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped at a checkpoint; the same command continues
+
 
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2."""
@@ -89,10 +91,15 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
 @click.argument("sweep", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="print the batch scripts; submit nothing")
 @click.option("--wait", is_flag=True, help="cluster schedulers: follow until all jobs end")
-def run(sweep: Path, dry_run: bool, wait: bool) -> None:
+@click.option("--fail-fast", is_flag=True,
+              help="stop the sweep when a job fails after its retries (running jobs "
+                   "checkpoint and stop)")
+def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
     """Run SWEEP; running it again resumes (finished jobs are not re-run).
 
-    With a cluster scheduler this submits and returns (or follows, with --wait)."""
+    With a cluster scheduler this submits and returns (or follows, with --wait).
+    Exit codes: 0 all done, 1 jobs failed, 2 a mistake in the input, 75 stopped early at a
+    checkpoint (walltime, --fail-fast): the same command continues."""
     from candle.report.render import RunProgress
     from candle.spec import load_sweep
     from candle.supervisor import Interrupted, run_sweep
@@ -101,7 +108,7 @@ def run(sweep: Path, dry_run: bool, wait: bool) -> None:
     if spec.resources.scheduler == "slurm":
         from candle.schedulers.slurm.follow import run_on_slurm
 
-        sys.exit(run_on_slurm(spec, dry_run=dry_run, wait=wait))
+        sys.exit(run_on_slurm(spec, dry_run=dry_run, wait=wait, fail_fast=fail_fast))
     if dry_run:
         raise UserError("--dry-run prints batch scripts; this sweep runs locally (see "
                         "`candle plan` for its jobs)", file=sweep, key="resources.scheduler")
@@ -111,7 +118,8 @@ def run(sweep: Path, dry_run: bool, wait: bool) -> None:
     try:
         with progress:
             outcome = run_sweep(spec, on_event=progress.event, on_planned=progress.planned,
-                                on_trial=progress.trial if adaptive else None)
+                                on_trial=progress.trial if adaptive else None,
+                                on_notice=progress.notice, fail_fast=fail_fast)
     except Interrupted:
         click.echo(f"interrupted; run the same command again to resume ({spec.run_dir})",
                    err=True)
@@ -123,6 +131,13 @@ def run(sweep: Path, dry_run: bool, wait: bool) -> None:
     if outcome.failed:
         click.echo(f"{outcome.failed} job(s) failed after retries; see: candle status "
                    f"{spec.run_dir}", err=True)
+    if outcome.left:
+        why = {"fail-fast": "--fail-fast", "signal": "SIGUSR1"}.get(outcome.stopped_by,
+                                                                    "the walltime")
+        click.echo(f"stopped early ({why}): {outcome.interrupted} job(s) interrupted at a "
+                   "checkpoint; run the same command again to continue", err=True)
+        sys.exit(EXIT_RESUMABLE)
+    if outcome.failed:
         sys.exit(1)
 
 

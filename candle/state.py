@@ -11,6 +11,7 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     PRUNED = "pruned"  # stopped early by the search's pruner: finished, not failed
+    INTERRUPTED = "interrupted"  # stopped at a checkpoint (walltime, preemption): resumes
 
     @property
     def terminal(self) -> bool:

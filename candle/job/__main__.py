@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from candle.job import interrupt
 from candle.job.runner import execute, mpi_rank_and_size
 from candle.launch.gpus import bind_gpu
 from candle.plan.jobs import Job
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     die_with_parent()  # ranks under mpirun: die with it
+    interrupt.install()  # walltime/preemption: stop at the next epoch end, checkpointed
     bind_gpu(os.environ)  # before anything imports TensorFlow
 
     store = RunStore(args.run_dir).require()
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_verdict=adaptive.get("pruner", "none") != "none",
     )
     rank, size = mpi_rank_and_size()
-    if result["status"] not in ("done", "pruned"):
+    if result["status"] not in ("done", "pruned", "interrupted"):
         print(f"rank {rank}: " + (result.get("traceback") or result["error"]), file=sys.stderr)
         if rank == 0:
             store.write_result(job.id, result)

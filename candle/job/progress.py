@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from candle.job import interrupt
 from candle.store.atomic import atomic_write_json, read_json
 
 VERDICT_POLL_SECONDS = 0.02
@@ -82,14 +83,24 @@ def _broadcast(value: bool) -> bool:
 
 
 _CURRENT: EpochReporter | None = None
+_SIZE = 1
 
 
-def use_reporter(reporter: EpochReporter | None) -> None:
-    global _CURRENT
+def use_reporter(reporter: EpochReporter | None, size: int = 1) -> None:
+    global _CURRENT, _SIZE
     _CURRENT = reporter
+    _SIZE = size
 
 
 def report(step: int, metrics: dict[str, Any]) -> None:
-    """Report epoch ``step``'s metrics; raises Pruned if the search stops this trial."""
+    """Report epoch ``step``'s metrics (call it after saving the epoch's state). Raises
+    Pruned if the search stops this trial, Interrupted if the job must stop now (walltime,
+    preemption): the next attempt should resume from the state saved in ``job_dir``."""
     if _CURRENT is not None:
         _CURRENT(step, metrics)
+    interrupt.check(int(step), _SIZE)
+
+
+def stop_requested() -> bool:
+    """Whether this job was asked to stop (a model with its own loop may look at this)."""
+    return interrupt.requested()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._base import TrainContext, get_benchmark
+from candle.job.interrupt import Interrupted
 from candle.job.progress import EpochReporter, Pruned, use_reporter
 from candle.job.user_model import load_function, metrics_from
 from candle.plan.jobs import Job
@@ -62,14 +63,14 @@ def execute(
     report_epochs: bool = False,
     wait_for_verdict: bool = False,
 ) -> dict[str, Any]:
-    """Train ``job`` and return its result record (status done, pruned or failed), never
-    raising. ``report_epochs``: an adaptive search follows the job epoch by epoch (and
-    ``wait_for_verdict``: may prune it)."""
+    """Train ``job`` and return its result record (status done, pruned, interrupted or
+    failed), never raising. ``report_epochs``: an adaptive search follows the job epoch by
+    epoch (and ``wait_for_verdict``: may prune it)."""
     rank, size = mpi_rank_and_size()
     started = time.time()
     reporter = (EpochReporter(job_dir, rank=rank, size=size, wait_for_verdict=wait_for_verdict)
                 if report_epochs else None)
-    use_reporter(reporter)
+    use_reporter(reporter, size)
     ctx = TrainContext(job_dir=job_dir, seed=job.seed, fold=job.fold, folds=job.folds,
                        cv_seed=cv_seed, stratify=stratify, replica=job.replica,
                        rank=rank, size=size, threads=threads, on_epoch=reporter)
@@ -95,6 +96,9 @@ def execute(
         record.update(status="pruned", error=None, pruned_at_step=pruned.step,
                       metrics=pruned.metrics,
                       history=reporter.history if reporter is not None else {})
+    except Interrupted as stop:  # checkpointed at this step; the next attempt resumes
+        record.update(status="interrupted", error=None, interrupted_at_step=stop.step,
+                      metrics={}, history=reporter.history if reporter is not None else {})
     except Exception as exc:  # a failing model fails its job, never the sweep
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"

@@ -77,7 +77,8 @@ class RunProgress:
             console=self.console, transient=False,
         )
         self.task = self.progress.add_task(name, total=None, detail="planning")
-        self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0, "pruned": 0}
+        self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0, "pruned": 0,
+                       "interrupted": 0}
         self.best: tuple[int, Any] | None = None
         self.started = False
 
@@ -97,7 +98,7 @@ class RunProgress:
     def event(self, kind: str, job: Job, result: dict[str, Any] | None) -> None:
         if kind == "started":
             self.counts["running"] += 1
-        elif kind in ("done", "failed", "retry", "pruned"):
+        elif kind in ("done", "failed", "retry", "pruned", "interrupted"):
             self.counts["running"] -= 1
             self.counts[kind] += 1
             if kind == "failed" or kind == "retry":
@@ -106,6 +107,10 @@ class RunProgress:
         if self.unit == "jobs" and kind in ("done", "failed", "skipped", "pruned"):
             self.progress.advance(self.task)
         self._detail()
+
+    def notice(self, message: str) -> None:
+        """The supervisor's own news (draining at the walltime, a job left for later)."""
+        self.console.print(f"[yellow]{message}[/]")
 
     def trial(self, number: int, state: str, values: Any) -> None:
         """An adaptive search asked or ended a trial."""
@@ -119,6 +124,7 @@ class RunProgress:
     def _detail(self) -> None:
         c = self.counts
         pruned = f", pruned {c['pruned']}" if c["pruned"] else ""
+        pruned += f", interrupted {c['interrupted']}" if c["interrupted"] else ""
         self.progress.update(self.task, detail=f"running {c['running']}, done {c['done']}"
                                                 f"{pruned}, failed {c['failed']}, "
                                                 f"retries {c['retry']}")

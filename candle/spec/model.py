@@ -99,6 +99,15 @@ class Resources:
     mode: str = "pack"  # cluster schedulers: pack (one allocation) | array (a task per job)
     array_throttle: int = 0  # array mode: at most this many tasks at once (%K); 0 = no limit
     site: SiteConfig | None = None  # cluster schedulers: the site config, loaded once
+    signal_lead: int = 0  # seconds before the walltime when jobs checkpoint and stop; 0: off
+    walltime_given: bool = False  # a local run keeps to its walltime only when one is set
+
+
+def walltime_seconds(walltime: str) -> int:
+    """'[D-]HH:MM:SS' (already checked) → seconds."""
+    days, _, clock = walltime.rpartition("-")
+    hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from candle.spec.model import (
     Sweep,
     Uniform,
     UQSpec,
+    walltime_seconds,
 )
 from candle.spec.yaml_lines import KeyPath, LineMap, load_yaml
 
@@ -33,7 +34,8 @@ CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("replicas",)
 RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes",
                  "slots_per_node", "gpus_per_node", "oversubscribe", "mode", "array_throttle",
-                 "site")
+                 "site", "signal_lead")
+DEFAULT_SIGNAL_LEAD = 180  # seconds: an epoch of a real benchmark, and Slurm's 60 s slack
 MODES = ("pack", "array")
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 METHODS = ("grid", "random", "list", "optuna")
@@ -440,5 +442,11 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
     walltime = r.get("walltime", "01:00:00")
     if not isinstance(walltime, str) or not WALLTIME_RE.match(walltime):
         raise ctx.fail(("resources", "walltime"), f"expected [D-]HH:MM:SS, got {walltime!r}")
+    lead = ctx.integer(r.get("signal_lead", min(DEFAULT_SIGNAL_LEAD,
+                                                walltime_seconds(walltime) // 4)),
+                       ("resources", "signal_lead"), 0)
+    if lead and lead >= walltime_seconds(walltime):
+        raise ctx.fail(("resources", "signal_lead"),
+                       f"{lead} s is not shorter than the walltime {walltime}")
     return Resources(scheduler, ranks, concurrent, walltime, nodes, slots, gpus, oversubscribe,
-                     mode, throttle, site)
+                     mode, throttle, site, signal_lead=lead, walltime_given="walltime" in r)

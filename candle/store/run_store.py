@@ -100,7 +100,8 @@ class RunStore:
     def state(self, job_id: str) -> JobState:
         result = self.result(job_id)
         if result is not None:
-            return {"done": JobState.DONE, "pruned": JobState.PRUNED}.get(
+            return {"done": JobState.DONE, "pruned": JobState.PRUNED,
+                    "interrupted": JobState.INTERRUPTED}.get(
                 str(result.get("status")), JobState.FAILED)
         if self._running_alive(job_id):
             return JobState.RUNNING

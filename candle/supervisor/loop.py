@@ -1,7 +1,13 @@
 """The supervisor loop: keep the allocation's slots full, retry failures, resume from the
 store. It knows slots and processes, not scheduler syntax. Each job is its own launch (its
 own mpirun/srun/mpiexec), so a rank that segfaults or is OOM-killed, or a job that calls
-MPI_Abort, takes down that job only."""
+MPI_Abort, takes down that job only.
+
+Walltime: given the allocation's end (``deadline``) it starts no job that the time left
+cannot finish (estimated from finished jobs of the same size), and ``signal_lead`` seconds
+before the end — or when SIGUSR1 arrives (Slurm's ``--signal=B:USR1@lead``) — it drains:
+running jobs get SIGUSR1, checkpoint at their next epoch end and exit ``interrupted``, and
+nothing new starts. ``Outcome.left`` then tells the caller to continue elsewhere."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -19,11 +26,13 @@ from candle.launch._base import Launcher, LaunchRequest, Placement, job_env
 from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.run_store import RunStore
+from candle.supervisor.estimate import Durations
 from candle.supervisor.procs import die_with_parent
 from candle.supervisor.slots import SlotPool
 
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 5.0
+DRAIN_GRACE_SECONDS = 60.0  # with no known deadline: how long drained jobs get to stop
 
 
 class Interrupted(Exception):
@@ -36,6 +45,9 @@ class Outcome:
     failed: int = 0
     skipped: int = 0  # already done (or pruned) before this run
     pruned: int = 0
+    interrupted: int = 0  # stopped at a checkpoint by a drain; they resume next time
+    left: bool = False  # work remains that this supervisor did not do (walltime, fail-fast)
+    stopped_by: str = ""  # why it stopped early: walltime | signal | fail-fast | ""
     failed_ids: list[str] = field(default_factory=list)
 
 
@@ -90,9 +102,11 @@ class _Running:
     attempt: int
     tries: int
     placement: Placement
+    started: float = field(default_factory=time.time)
 
 
 Event = Callable[[str, Job, dict[str, Any] | None], None]
+Notice = Callable[[str], None]
 
 
 class Supervisor:
@@ -108,6 +122,10 @@ class Supervisor:
         threads_per_job: int = 0,
         on_event: Event | None = None,
         env: dict[str, str] | None = None,
+        deadline: float | None = None,
+        signal_lead: float = 0.0,
+        fail_fast: bool = False,
+        on_notice: Notice | None = None,
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -122,21 +140,46 @@ class Supervisor:
         self.env = {**os.environ, **(env or {})}
         if threads_per_job:
             self.env.setdefault("OMP_NUM_THREADS", str(threads_per_job))
+        self.deadline = deadline  # the allocation's end (epoch seconds), when known
+        self.signal_lead = signal_lead
+        self.fail_fast = fail_fast
+        self.on_notice = on_notice or (lambda message: None)
+        self.durations = Durations(store.root)
         self._running: dict[str, _Running] = {}
         self._stop = False
+        self._drain_asked = False  # SIGUSR1 arrived
+        self._draining = ""  # why: walltime | signal | fail-fast
+        self._drain_started = 0.0
+        self._out_of_time = False
 
     def run(self, jobs: JobSource | Iterable[Job]) -> Outcome:
-        """Run until the source is exhausted and nothing runs. A plan's jobs already done
-        (or pruned) are skipped, so running a sweep again resumes it."""
+        """Run until the source is exhausted and nothing runs (or, draining, until the
+        running jobs have stopped). A plan's jobs already done (or pruned) are skipped, so
+        running a sweep again resumes it."""
         source = jobs if isinstance(jobs, JobSource) else PlanSource(jobs)
         outcome = Outcome()
         retries: deque[tuple[Job, int]] = deque()
-        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_sigterm)}
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_sigterm),
+                        signal.SIGUSR1: signal.signal(signal.SIGUSR1, self._on_sigusr1)}
         try:
             while retries or self._running or not source.exhausted():
                 if self._stop:
                     raise KeyboardInterrupt
-                self._fill(source, retries, outcome)
+                if not self._draining:
+                    if self._drain_asked:
+                        self._drain("signal")
+                    elif self.deadline is not None and time.time() >= self._drain_time():
+                        self._drain("walltime")
+                    elif self.fail_fast and outcome.failed:
+                        self._drain("fail-fast")
+                if self._draining or self._out_of_time:
+                    if not self._running:
+                        break
+                    self._kill_overdue()
+                else:
+                    self._fill(source, retries, outcome)
                 time.sleep(POLL_SECONDS)
                 source.poll([r.job for r in self._running.values()])
                 for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
@@ -149,7 +192,46 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        outcome.left = bool(retries) or not source.exhausted() or outcome.interrupted > 0
+        if outcome.left:
+            outcome.stopped_by = self._draining or ("walltime" if self._out_of_time else "")
         return outcome
+
+    # -- walltime -----------------------------------------------------------------------
+    def _drain_time(self) -> float:
+        assert self.deadline is not None
+        return self.deadline - self.signal_lead
+
+    def _fits_in_time(self, job: Job) -> bool:
+        """Whether ``job`` can finish before the drain (unknown size: start it; its
+        checkpoints make a cut-short run cheap)."""
+        if self.deadline is None:
+            return True
+        estimate = self.durations.estimate(job, self.store.job_dir(job.id))
+        return estimate is None or time.time() + estimate <= self._drain_time()
+
+    def _drain(self, why: str) -> None:
+        """Stop starting jobs; ask the running ones to checkpoint and stop (SIGUSR1)."""
+        self._draining = why
+        self._drain_started = time.time()
+        what = {"signal": "SIGUSR1 (walltime near)", "walltime": "the walltime is near",
+                "fail-fast": "a job failed and --fail-fast is set"}[why]
+        self.on_notice(f"draining: {what}; {len(self._running)} running job(s) asked to "
+                       "checkpoint and stop")
+        for running in self._running.values():
+            _signal_group(running.process, signal.SIGUSR1)
+
+    def _kill_overdue(self) -> None:
+        """Draining jobs that did not stop in time are killed (their last checkpoint stays):
+        at the deadline when it is known, else after a grace period."""
+        if not self._draining:
+            return
+        limit = (self.deadline - 2.0 if self.deadline is not None
+                 else self._drain_started + max(self.signal_lead, DRAIN_GRACE_SECONDS))
+        if time.time() < limit:
+            return
+        for running in self._running.values():
+            _signal_group(running.process, signal.SIGKILL)
 
     def _fill(self, source: JobSource, retries: deque[tuple[Job, int]],
               outcome: Outcome) -> None:
@@ -162,6 +244,13 @@ class Supervisor:
             picked = self._next(source, retries, outcome)
             if picked is None:
                 self.pool.release(placement)
+                return
+            if not self._fits_in_time(picked[0]):
+                self.pool.release(placement)
+                self._out_of_time = True
+                retries.appendleft(picked)  # not started: left for the continuation
+                self.on_notice(f"job {picked[0].id} would not finish in the walltime left; "
+                               "starting nothing more here")
                 return
             self._launch(picked[0], picked[1], placement)
 
@@ -189,6 +278,9 @@ class Supervisor:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._stop = True
+
+    def _on_sigusr1(self, signum: int, frame: Any) -> None:
+        self._drain_asked = True
 
     def _launch(self, job: Job, tries: int, placement: Placement) -> None:
         store = self.store
@@ -223,10 +315,14 @@ class Supervisor:
             state = JobState.DONE if status == "done" else JobState.PRUNED
             if state is JobState.DONE:
                 outcome.done += 1
+                self.durations.record(job, time.time() - running.started, result)
             else:
                 outcome.pruned += 1
             self.on_event(status, job, result)
             source.on_result(job, state, result)
+            return
+        if status == "interrupted" or (self._draining and result is None):
+            self._interrupted(running, code, result, retries, outcome)
             return
         if result is None or status != "failed":
             result = self._crash_result(running, code, result)
@@ -237,6 +333,23 @@ class Supervisor:
             retries.append((job, running.tries + 1))
             return
         self._give_up(job, source, outcome, result)
+
+    def _interrupted(self, running: _Running, code: int, result: dict[str, Any] | None,
+                     retries: deque[tuple[Job, int]], outcome: Outcome) -> None:
+        """Stopped at a checkpoint (or killed while draining): not a failure, no retry
+        used. Draining, it is left for the continuation; otherwise (a signal from outside)
+        it resumes here at once."""
+        job = running.job
+        if result is None:
+            result = {**self._crash_result(running, code, None), "status": "interrupted",
+                      "error": f"stopped while draining ({self._draining})"}
+            self.store.write_result(job.id, result)
+        self.store.clear_running(job.id)
+        self.on_event("interrupted", job, result)
+        if self._draining:
+            outcome.interrupted += 1
+        else:
+            retries.appendleft((job, running.tries))
 
     def _give_up(self, job: Job, source: JobSource, outcome: Outcome,
                  result: dict[str, Any] | None) -> None:

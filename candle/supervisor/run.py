@@ -12,9 +12,9 @@ from candle.adaptive.config import OptunaConfig
 from candle.errors import UserError
 from candle.launch.local import LocalLauncher
 from candle.plan.jobs import JobTemplate, iter_jobs
-from candle.spec.model import Resources, Sweep
+from candle.spec.model import Resources, Sweep, walltime_seconds
 from candle.store.run_store import RunStore
-from candle.supervisor.loop import Event, JobSource, Outcome, PlanSource, Supervisor
+from candle.supervisor.loop import Event, JobSource, Notice, Outcome, PlanSource, Supervisor
 from candle.supervisor.slots import Node, SlotPool
 
 
@@ -37,6 +37,7 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
         "candle_version": __version__,
         "updated": time.time(),
         "retries": sweep.retries,
+        "fail_fast": False,  # `candle run --fail-fast` sets it for the allocation's supervisor
         "template": JobTemplate.of(sweep).to_record(),
         "optuna": (OptunaConfig.of(sweep.name, sweep.search).to_record()
                    if sweep.search.method == "optuna" else None),
@@ -97,8 +98,11 @@ def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
 
 
 def run_sweep(sweep: Sweep, on_event: Event | None = None,
-              on_planned: Any = None, on_trial: Any = None) -> Outcome:
-    """Plan, (re)write the run directory and run every job not already done."""
+              on_planned: Any = None, on_trial: Any = None,
+              on_notice: Notice | None = None, fail_fast: bool = False) -> Outcome:
+    """Plan, (re)write the run directory and run every job not already done. A local
+    run given a ``walltime`` keeps to it like an allocation would: it drains before the
+    end and the same command continues."""
     resources = sweep.resources
     pool = planned_pool(resources)
     if not pool.fits_ever(resources.ranks_per_job):
@@ -124,5 +128,10 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
             threads_per_job=threads_per_job(concurrent, resources.ranks_per_job),
             on_event=on_event,
             env={**JOB_ENV, **mpi_env()},
+            deadline=(time.time() + walltime_seconds(resources.walltime)
+                      if resources.walltime_given else None),
+            signal_lead=resources.signal_lead,
+            fail_fast=fail_fast,
+            on_notice=on_notice,
         )
         return supervisor.run(source)

@@ -24,7 +24,7 @@ POLL_MAX_S = 30.0
 MAX_UNSEEN_POLLS = 10
 
 
-def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool) -> int:
+def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = False) -> int:
     """Submit; with --wait follow to the end. An Optuna search in array mode goes on batch
     by batch: each time its arrays end, the results are told and the next batch asked."""
     console = Console(stderr=False)
@@ -33,7 +33,8 @@ def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool) -> int:
     code = 0
     while True:
         try:
-            scripts, new, still = plan_and_submit(sweep, run_meta(sweep), dry_run=dry_run)
+            meta = {**run_meta(sweep), "fail_fast": fail_fast}
+            scripts, new, still = plan_and_submit(sweep, meta, dry_run=dry_run)
         except SchedulerError as exc:
             console.print(f"[red]submission failed:[/] {exc}")
             return 1
