@@ -13,8 +13,7 @@ import click
 
 from candle.errors import UserError
 from candle.spec.model import Resources
-
-EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped at a checkpoint; the same command continues
+from candle.supervisor.loop import EXIT_RESUMABLE
 
 
 def main() -> None:
@@ -190,9 +189,15 @@ def cancel(run_dir: Path) -> None:
 def supervise(run_dir: Path) -> None:
     """Inside a pack allocation: keep its slots full until every job is done."""
     from candle.schedulers.slurm.inside import supervise as supervise_allocation
+    from candle.supervisor import Interrupted
 
-    outcome = supervise_allocation(run_dir)
-    click.echo(f"{outcome.done} done, {outcome.failed} failed, {outcome.skipped} already done")
+    try:
+        outcome = supervise_allocation(run_dir)
+    except Interrupted:  # SIGTERM: scancel, or a preemption (the job is requeued)
+        click.echo("stopped by SIGTERM; running jobs were stopped, results kept", err=True)
+        sys.exit(143)
+    click.echo(f"{outcome.done} done, {outcome.failed} failed, {outcome.interrupted} "
+               f"interrupted, {outcome.skipped} already done")
     sys.exit(1 if outcome.failed else 0)
 
 

@@ -32,6 +32,7 @@ from candle.supervisor.slots import SlotPool
 
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 5.0
+EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped at a checkpoint; the same command continues
 DRAIN_GRACE_SECONDS = 60.0  # with no known deadline: how long drained jobs get to stop
 
 
@@ -45,7 +46,8 @@ class Outcome:
     failed: int = 0
     skipped: int = 0  # already done (or pruned) before this run
     pruned: int = 0
-    interrupted: int = 0  # stopped at a checkpoint by a drain; they resume next time
+    interrupted: int = 0  # stopped by a drain; they resume next time
+    checkpointed: int = 0  # of those, the ones that stopped themselves at a checkpoint
     left: bool = False  # work remains that this supervisor did not do (walltime, fail-fast)
     stopped_by: str = ""  # why it stopped early: walltime | signal | fail-fast | ""
     failed_ids: list[str] = field(default_factory=list)
@@ -170,7 +172,8 @@ class Supervisor:
                 if not self._draining:
                     if self._drain_asked:
                         self._drain("signal")
-                    elif self.deadline is not None and time.time() >= self._drain_time():
+                    elif self.signal_lead and self.deadline is not None \
+                            and time.time() >= self._drain_time():
                         self._drain("walltime")
                     elif self.fail_fast and outcome.failed:
                         self._drain("fail-fast")
@@ -196,6 +199,12 @@ class Supervisor:
         if outcome.left:
             outcome.stopped_by = self._draining or ("walltime" if self._out_of_time else "")
         return outcome
+
+    @staticmethod
+    def progressed(outcome: Outcome) -> bool:
+        """Whether a stopped run moved the sweep on (a job ended, or one saved a checkpoint
+        it will resume from): without that, continuing would only repeat the same cut."""
+        return outcome.done + outcome.pruned + outcome.failed + outcome.checkpointed > 0
 
     # -- walltime -----------------------------------------------------------------------
     def _drain_time(self) -> float:
@@ -340,6 +349,7 @@ class Supervisor:
         used. Draining, it is left for the continuation; otherwise (a signal from outside)
         it resumes here at once."""
         job = running.job
+        checkpointed = result is not None
         if result is None:
             result = {**self._crash_result(running, code, None), "status": "interrupted",
                       "error": f"stopped while draining ({self._draining})"}
@@ -348,6 +358,7 @@ class Supervisor:
         self.on_event("interrupted", job, result)
         if self._draining:
             outcome.interrupted += 1
+            outcome.checkpointed += checkpointed
         else:
             retries.appendleft((job, running.tries))
 

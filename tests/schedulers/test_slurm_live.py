@@ -1,16 +1,13 @@
 """Against a REAL Slurm (scripts/slurm/start-local-slurm.sh: 4 emulated nodes, slurmdbd +
 MariaDB so sacct works): pack mode with 2-rank Horovod srun steps, array mode with a
-throttle, the no-double-submission guard, cancel, and a TIMEOUT. The fixture starts the
+throttle, the no-double-submission guard and cancel (walltime, TIMEOUT and requeue:
+test_slurm_walltime.py). The fixture starts the
 cluster when it is not up (root needed) and stops it afterwards if it started it."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,6 @@ from tests.conftest import ROOT, run_candle, write
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-SCRIPTS = ROOT / "scripts" / "slurm"
 MODEL = '''
 import time
 
@@ -29,29 +25,6 @@ def objective(params):
     time.sleep(float(params.get("sleep", 0)))
     return {"val_loss": (params["x"] - 0.3) ** 2}
 '''
-
-
-def slurm_up() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                          timeout=30)
-    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mixed", "allocated"))
-
-
-@pytest.fixture(scope="module")
-def live_slurm() -> Iterator[None]:
-    started = False
-    if not slurm_up():
-        if os.geteuid() != 0:
-            pytest.fail("these tests need a live Slurm: run scripts/slurm/start-local-slurm.sh "
-                        "as root (make test does)")
-        subprocess.run(["bash", str(SCRIPTS / "start-local-slurm.sh")], check=True,
-                       timeout=900)
-        started = True
-    yield
-    if started:
-        subprocess.run(["bash", str(SCRIPTS / "stop-local-slurm.sh")], check=False, timeout=300)
 
 
 def sweep_file(tmp_path: Path, name: str, **over: Any) -> Path:
@@ -158,19 +131,6 @@ def test_no_double_submission_and_cancel(live_slurm: None, tmp_path: Path) -> No
     wait_for(lambda: status_json(store.root)["batch"][0]["states"].get("CANCELLED") == 1, 120,
              "CANCELLED in sacct")
     assert status_json(store.root)["counts"]["done"] == 0
-
-
-def test_a_job_over_its_time_limit_shows_timeout(live_slurm: None, tmp_path: Path) -> None:
-    path = sweep_file(tmp_path, "timeout", search={"points": [{"x": 0.2, "sleep": 400}]},
-                      resources={"mode": "array", "walltime": "00:01:00"})
-    proc = run_candle("run", str(path), "--wait", timeout=400)
-    assert proc.returncode == 1, proc.stdout + proc.stderr  # the job did not finish
-    store = RunStore(tmp_path / "runs" / "timeout")
-    status = status_json(store.root)
-    assert status["batch"][0]["states"] == {"TIMEOUT": 1}
-    (job,) = store.jobs()
-    assert status["notes"][job.id].startswith("TIMEOUT")
-    assert status["counts"]["done"] == 0
 
 
 def test_nt3_optuna_in_a_pack_allocation(live_slurm: None, tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ SITE = SiteConfig(partition="gpu", account="proj123", qos="normal", constraint="
 
 def test_pack_script_matches_golden() -> None:
     text = render_pack(run_id="r1", comment="candle-run:r1:t1", run_dir=Path("/scratch/runs/a"),
-                       name="nt3", walltime="02:00:00", nodes=4, tasks_per_node=8, site=SITE)
+                       name="nt3", walltime="02:00:00", nodes=4, tasks_per_node=8, site=SITE,
+                       signal_lead=300)
     assert text == (GOLDEN / "pack.sbatch").read_text()
 
 
@@ -35,7 +36,7 @@ def test_array_script_matches_golden() -> None:
     text = render_array(run_id="r1", comment="candle-run:r1:t2",
                         run_dir=Path("/scratch/runs/a"), name="nt3", walltime="00:30:00",
                         ranks=4, cores_per_node=2, count=25, throttle=5,
-                        chunk="chunk-0000.txt", site=SITE)
+                        chunk="chunk-0000.txt", site=SITE, signal_lead=120)
     assert text == (GOLDEN / "array.sbatch").read_text()
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 from candle.schedulers._base import AllocState
@@ -24,22 +25,43 @@ def new_comment(run_id: str) -> str:
     return f"candle-run:{run_id}:{secrets.token_hex(4)}"
 
 
-def find_by_comment(comment: str) -> str | None:
-    """The id of a job already submitted with ``comment`` (sbatch reached the controller but
-    its reply was lost), or None."""
+def tagged_jobs() -> dict[str, str] | None:
+    """{comment: job id} of this user's queued and running jobs; None if squeue fails."""
     try:
         out = run_cmd(["squeue", "-h", "-o", "%i|%k", "-u", _user()], retry=STATUS_RETRY)
     except SchedulerError:
         return None
+    found: dict[str, str] = {}
     for line in out.splitlines():
         job_id, _, tag = line.partition("|")
-        if tag.strip() == comment:
-            return job_id.split("_")[0].strip()
-    return None
+        found.setdefault(tag.strip(), job_id.split("_")[0].strip())
+    return found
 
 
-def submit(script: Path, comment: str) -> str:
-    """sbatch ``script`` from its own folder (its outputs are relative); return the job id."""
+def find_by_comment(comment: str) -> str | None:
+    """The id of a job already submitted with ``comment`` (sbatch reached the controller but
+    its reply was lost, or its submitter died before writing the id down), or None."""
+    return (tagged_jobs() or {}).get(comment)
+
+
+def allocation_end(job_id: str) -> float | None:
+    """When this batch job's walltime runs out (epoch seconds), from squeue; None if unknown."""
+    try:
+        out = run_cmd(["squeue", "-h", "-j", job_id, "-o", "%e"], retry=STATUS_RETRY)
+        return datetime.fromisoformat(out.strip().splitlines()[0]).timestamp()
+    except (SchedulerError, ValueError, IndexError):
+        return None
+
+
+def requeue(job_id: str) -> None:
+    """Put a (running) batch job back in the queue; it runs again with the same id."""
+    run_cmd(["scontrol", "requeue", job_id], retry=STATUS_RETRY)
+
+
+def submit(script: Path, comment: str, after: str = "") -> str:
+    """sbatch ``script`` from its own folder (its outputs are relative); return the job id.
+    ``after``: start only once that job has ended (a continuation allocation); the new
+    ``comment`` then overrides the one written in the script."""
 
     def already_there(_: SchedulerError) -> str | None:
         found = find_by_comment(comment)
@@ -48,7 +70,8 @@ def submit(script: Path, comment: str) -> str:
                         "submitting again", found)
         return found
 
-    out = run_cmd(["sbatch", "--parsable", script.name], retry=SUBMIT_RETRY,
+    extra = [f"--comment={comment}", f"--dependency=afterany:{after}"] if after else []
+    out = run_cmd(["sbatch", "--parsable", *extra, script.name], retry=SUBMIT_RETRY,
                   before_retry=already_there, cwd=script.parent)
     job_id = out.strip().split(";")[0]
     if not job_id.isdigit():

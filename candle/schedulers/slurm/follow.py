@@ -76,8 +76,6 @@ def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = F
 def follow(store: RunStore, name: str, console: Console, trials: int | None = None) -> int:
     """Poll until every submission has ended; a progress bar counts finished jobs (or, for
     an adaptive search, the trials its study has told)."""
-    records = submissions(store)
-    ids = [r.job_id for r in records]
     total = trials if trials is not None else sum(1 for _ in store.jobs())
     delay = POLL_FIRST_S
     unseen: dict[str, int] = {}
@@ -86,6 +84,8 @@ def follow(store: RunStore, name: str, console: Console, trials: int | None = No
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(name, total=total, info="")
         while True:
+            # Read every poll: an allocation that ran out of walltime adds its continuation.
+            ids = [r.job_id for r in submissions(store) if r.job_id]
             states = backend.status(ids)
             done = _finished(store, trials)
             counts: dict[AllocState, int] = {}

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from candle.launch.srun import SrunLauncher
+from candle.schedulers.slurm import backend
 from candle.schedulers.slurm.backend import hostnames
+from candle.schedulers.slurm.submit import submit_continuation
+from candle.spec.model import walltime_seconds
 from candle.spec.site import SiteConfig, load_site
 from candle.store.run_store import RunStore
-from candle.supervisor.loop import Outcome, Supervisor
+from candle.supervisor.loop import EXIT_RESUMABLE, Outcome, Supervisor
 from candle.supervisor.run import JOB_ENV, job_source
 from candle.supervisor.slots import Node, SlotPool
 
@@ -38,39 +44,71 @@ def allocation_pool(gpus_per_node: int) -> SlotPool:
                      for name, count in zip(names, counts, strict=True)])
 
 
+def allocation_deadline(resources: dict[str, Any]) -> float:
+    """When this allocation ends: squeue's end time, else now + the walltime asked for."""
+    end = backend.allocation_end(os.environ.get("SLURM_JOB_ID", ""))
+    return end if end is not None else time.time() + walltime_seconds(resources["walltime"])
+
+
 def _supervisor(store: RunStore, *, retries: int, max_concurrent: int) -> Supervisor:
     """The same supervisor for both modes, on this allocation with srun steps."""
-    resources = store.meta()["resources"]
+    meta = store.meta()
+    resources = meta["resources"]
     site = load_site(Path(resources["site"])) if resources.get("site") else SiteConfig()
     return Supervisor(
         store, SrunLauncher(mpi=site.mpi),
         pool=allocation_pool(int(resources.get("gpus_per_node") or 0)),
         max_concurrent=max_concurrent, ranks_per_job=int(resources["ranks_per_job"]),
         retries=retries, threads_per_job=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
-        env=JOB_ENV)
+        env=JOB_ENV, deadline=allocation_deadline(resources),
+        signal_lead=float(resources.get("signal_lead") or 0),
+        fail_fast=bool(meta.get("fail_fast")), on_notice=_say)
+
+
+def _say(message: str) -> None:
+    print(f"candle: {message}", file=sys.stderr, flush=True)
 
 
 def supervise(run_dir: Path) -> Outcome:
     """Pack mode: keep this allocation's slots full until every job is done (an adaptive
-    search: until its trial budget is used; this process is then the study's writer)."""
+    search: until its trial budget is used; this process is then the study's writer).
+
+    When the walltime runs out with work left, the jobs checkpoint and stop, and a
+    continuation allocation is submitted, to start when this one ends (afterany)."""
     store = RunStore(run_dir).require()
     meta = store.meta()
     with store.supervisor_lock():
         supervisor = _supervisor(
             store, retries=int(meta.get("retries", 1)),
             max_concurrent=int(meta["resources"].get("max_concurrent") or 0))
-        return supervisor.run(job_source(store))
+        outcome = supervisor.run(job_source(store))
+        this_job = os.environ.get("SLURM_JOB_ID", "")
+        if outcome.left and outcome.stopped_by != "fail-fast" and this_job:
+            if not Supervisor.progressed(outcome):
+                _say("work left, but this allocation finished no job and saved no "
+                     "checkpoint: not continuing (is the walltime shorter than one job?)")
+                return outcome
+            record = submit_continuation(store, this_job)
+            _say(f"work left ({outcome.checkpointed} job(s) stopped at a checkpoint); "
+                 f"continuation {record.job_id} starts when allocation {this_job} ends")
+        return outcome
 
 
 def array_task(run_dir: Path, chunk: Path) -> int:
     """Array mode: run job number $SLURM_ARRAY_TASK_ID of ``chunk`` on this allocation.
 
     No retries here (a failed task leaves a failed result; `candle run` again resubmits
-    what is not done). A job already done is not run again."""
+    what is not done). A job already done is not run again. A job stopped at its walltime
+    warning puts its task back in the queue (scontrol requeue), to resume there."""
     store = RunStore(run_dir).require()
     wanted = chunk.read_text().split()[int(os.environ["SLURM_ARRAY_TASK_ID"])]
     jobs = [job for job in store.jobs() if job.id == wanted]
     if not jobs:
         raise SystemExit(f"{chunk}: job {wanted} is not in the run's plan")
     outcome = _supervisor(store, retries=0, max_concurrent=0).run(jobs)
+    if outcome.checkpointed and outcome.stopped_by != "fail-fast":
+        task = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        _say(f"job {wanted} stopped at a checkpoint; requeueing task {task}")
+        backend.requeue(task)
+        return EXIT_RESUMABLE
     return 1 if outcome.failed else 0

@@ -14,7 +14,9 @@ from string import Template
 
 from candle.spec.site import SiteConfig
 
-# Walltime warning signals (--signal=B:USR1@lead) come with checkpoint-and-requeue handling.
+# --signal=B:USR1@lead: the batch shell (exec'd into the supervisor) is warned ``lead``
+# seconds before the walltime and drains; --requeue: a preempted or NODE_FAIL job comes
+# back and resumes from the store; --open-mode=append: a requeued run keeps its first log.
 HEADER = Template("""#!/bin/bash
 #SBATCH --job-name=$name
 #SBATCH --comment=$comment
@@ -63,6 +65,12 @@ def python_of(site: SiteConfig) -> str:
     return site.python or sys.executable
 
 
+def _lifecycle(signal_lead: int) -> list[str]:
+    """Walltime warning, requeue on preemption / node failure, logs appended across runs."""
+    warn = [f"--signal=B:USR1@{signal_lead}"] if signal_lead else []
+    return [*warn, "--requeue", "--open-mode=append"]
+
+
 def _header(kind: str, output: str, resources: list[str], *, run_id: str, comment: str,
             name: str, walltime: str, site: SiteConfig) -> str:
     return HEADER.substitute(
@@ -72,10 +80,11 @@ def _header(kind: str, output: str, resources: list[str], *, run_id: str, commen
 
 
 def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
-                nodes: int, tasks_per_node: int, site: SiteConfig) -> str:
+                nodes: int, tasks_per_node: int, site: SiteConfig, signal_lead: int = 0) -> str:
     """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor."""
     header = _header("pack", "pack-%j.out",
-                     [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}"],
+                     [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}",
+                      *_lifecycle(signal_lead)],
                      run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
     return header + PACK_BODY.substitute(python=shlex.quote(python_of(site)),
                                          run_dir=shlex.quote(str(run_dir)))
@@ -83,12 +92,13 @@ def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime
 
 def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
                  ranks: int, cores_per_node: int, count: int, throttle: int, chunk: str,
-                 site: SiteConfig) -> str:
+                 site: SiteConfig, signal_lead: int = 0) -> str:
     """``count`` tasks, each one job of ``ranks`` ranks; at most ``throttle`` at once."""
     nodes = math.ceil(ranks / cores_per_node) if cores_per_node else 1
     spec = f"0-{count - 1}" + (f"%{throttle}" if throttle else "")
     header = _header("array", "array-%A_%a.out",
-                     [f"--array={spec}", f"--nodes={nodes}", f"--ntasks={ranks}"],
+                     [f"--array={spec}", f"--nodes={nodes}", f"--ntasks={ranks}",
+                      *_lifecycle(signal_lead)],
                      run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
     return header + ARRAY_BODY.substitute(python=shlex.quote(python_of(site)),
                                           run_dir=shlex.quote(str(run_dir)),

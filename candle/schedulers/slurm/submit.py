@@ -28,13 +28,18 @@ RECORDS = "submissions.json"
 
 @dataclass
 class Submission:
-    kind: str  # pack | array
-    job_id: str
+    """One sbatch. Written down *before* sbatch runs, with no job id yet; the id is added
+    after. A submitter killed in between leaves a record whose tag (``comment``) finds the
+    job in squeue, so nothing is submitted twice."""
+
+    kind: str  # pack | array | adopted (found by its tag, its record lost)
+    job_id: str  # "" until sbatch answered
     script: str
     comment: str
     chunk: str | None = None
     count: int = 0
     submitted: float = 0.0
+    after: str = ""  # a continuation: the allocation whose walltime ran out
 
 
 @dataclass
@@ -79,7 +84,7 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
         comment = backend.new_comment(run_id)
         text = render_pack(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
                            walltime=resources.walltime, nodes=resources.nodes,
-                           tasks_per_node=slots, site=site)
+                           tasks_per_node=slots, site=site, signal_lead=resources.signal_lead)
         return [Script("pack", "pack.sbatch", text, comment)]
     max_array, max_jobs = limits or backend.cluster_limits()
     # An array of N tasks counts as N jobs against MaxSubmitJobs: keep to half of it.
@@ -93,15 +98,64 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
                             walltime=resources.walltime, ranks=resources.ranks_per_job,
                             cores_per_node=resources.slots_per_node,
                             count=len(chunk), throttle=resources.array_throttle,
-                            chunk=chunk_name, site=site)
+                            chunk=chunk_name, site=site, signal_lead=resources.signal_lead)
         scripts.append(Script("array", f"array-{first + k:04d}.sbatch", text, comment, chunk_name,
                               tuple(j.id for j in chunk)))
     return scripts
 
 
+def reconcile(store: RunStore) -> list[Submission]:
+    """Settle the records with the queue: a record without a job id (its submitter died
+    during sbatch) gets the id of the job carrying its tag, or is dropped if there is none;
+    a queued job with this run's tag and no record at all is adopted."""
+    records = submissions(store)
+    tagged = backend.tagged_jobs()
+    if tagged is None:  # squeue is down: change nothing
+        return records
+    known = {r.comment for r in records}
+    settled = []
+    for record in records:
+        if not record.job_id:
+            record.job_id = tagged.get(record.comment, "")
+            if not record.job_id:
+                continue  # sbatch never got through
+        settled.append(record)
+    prefix = f"candle-run:{run_id_of(store.root)}:"
+    for comment, job_id in tagged.items():
+        if comment.startswith(prefix) and comment not in known:
+            settled.append(Submission("adopted", job_id, "", comment, submitted=time.time()))
+    if settled != records:
+        _save(store, settled)
+    return settled
+
+
+def _record_and_submit(store: RunStore, records: list[Submission], record: Submission,
+                       path: Path) -> Submission:
+    """Write the record, sbatch, write the id: a crash at any line submits at most once."""
+    records.append(record)
+    _save(store, records)
+    record.job_id = backend.submit(path, record.comment, after=record.after)
+    _save(store, records)
+    return record
+
+
+def submit_continuation(store: RunStore, after: str) -> Submission:
+    """Inside an allocation whose walltime ran out with work left: submit the same pack
+    script again, to start once this allocation has ended. Once per allocation (a requeued
+    allocation that ends again finds its continuation already there)."""
+    records = submissions(store)
+    for record in records:
+        if record.after == after and record.job_id:
+            return record
+    records = [r for r in records if not (r.after == after and not r.job_id)]
+    comment = backend.new_comment(run_id_of(store.root))
+    record = Submission("pack", "", "pack.sbatch", comment, None, 0, time.time(), after)
+    return _record_and_submit(store, records, record, slurm_dir(store) / "pack.sbatch")
+
+
 def active(store: RunStore) -> list[tuple[Submission, AllocState]]:
     """Previous submissions that are still pending or running (one sacct call)."""
-    records = submissions(store)
+    records = reconcile(store)
     states = backend.status([r.job_id for r in records])
     out = []
     for record in records:
@@ -150,13 +204,10 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
                 atomic_write_text(slurm_dir(store) / script.chunk_name,
                                   "\n".join(script.chunk_ids) + "\n")
             atomic_write_text(path, script.text)
-            job_id = backend.submit(path, script.comment)
-            record = Submission(script.kind, job_id, script.name, script.comment,
+            record = Submission(script.kind, "", script.name, script.comment,
                                 script.chunk_name, len(script.chunk_ids) or todo,
                                 time.time())
-            records.append(record)
-            new.append(record)
-            _save(store, records)  # after each sbatch: a crash here loses no job id
+            new.append(_record_and_submit(store, records, record, path))
         return scripts, new, []
 
 
@@ -191,7 +242,7 @@ def next_batch(store: RunStore) -> list[Job]:
 
 
 def cancel_run(store: RunStore) -> list[str]:
-    ids = [r.job_id for r in submissions(store)]
+    ids = [r.job_id for r in reconcile(store) if r.job_id]
     backend.cancel(ids)
     return ids
 
@@ -199,7 +250,7 @@ def cancel_run(store: RunStore) -> list[str]:
 def batch_report(store: RunStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """For `candle status`: each submission with its tasks' states (ONE sacct call), and
     for jobs whose array task ended without completing, that state (e.g. TIMEOUT)."""
-    records = submissions(store)
+    records = [r for r in submissions(store) if r.job_id]
     if not records:
         return [], {}
     states = backend.status([r.job_id for r in records])
