@@ -98,7 +98,7 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
 
     With a cluster scheduler this submits and returns (or follows, with --wait).
     Exit codes: 0 all done, 1 jobs failed, 2 a mistake in the input, 75 stopped early at a
-    checkpoint (walltime, --fail-fast): the same command continues."""
+    checkpoint (walltime, SIGUSR1): the same command continues."""
     from candle.report.render import RunProgress
     from candle.spec import load_sweep
     from candle.supervisor import Interrupted, run_sweep
@@ -135,9 +135,10 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
                                                                     "the walltime")
         click.echo(f"stopped early ({why}): {outcome.interrupted} job(s) interrupted at a "
                    "checkpoint; run the same command again to continue", err=True)
-        sys.exit(EXIT_RESUMABLE)
     if outcome.failed:
         sys.exit(1)
+    if outcome.left:
+        sys.exit(EXIT_RESUMABLE)
 
 
 def allocation_info(resources: Resources) -> dict[str, Any]:

@@ -125,6 +125,7 @@ class Supervisor:
         on_event: Event | None = None,
         env: dict[str, str] | None = None,
         deadline: float | None = None,
+        began: float | None = None,
         signal_lead: float = 0.0,
         fail_fast: bool = False,
         on_notice: Notice | None = None,
@@ -153,6 +154,7 @@ class Supervisor:
         self._draining = ""  # why: walltime | signal | fail-fast
         self._drain_started = 0.0
         self._out_of_time = False
+        self._began = began if began is not None else time.time()  # the allocation's start
 
     def run(self, jobs: JobSource | Iterable[Job]) -> Outcome:
         """Run until the source is exhausted and nothing runs (or, draining, until the
@@ -212,12 +214,15 @@ class Supervisor:
         return self.deadline - self.signal_lead
 
     def _fits_in_time(self, job: Job) -> bool:
-        """Whether ``job`` can finish before the drain (unknown size: start it; its
-        checkpoints make a cut-short run cheap)."""
+        """Whether ``job`` can finish before the drain. Unknown size: start it (its
+        checkpoints make a cut-short run cheap). Longer than a whole allocation: start it
+        too, it can only ever finish across several, checkpoint by checkpoint."""
         if self.deadline is None:
             return True
         estimate = self.durations.estimate(job, self.store.job_dir(job.id))
-        return estimate is None or time.time() + estimate <= self._drain_time()
+        if estimate is None or estimate > self._drain_time() - self._began:
+            return True
+        return time.time() + estimate <= self._drain_time()
 
     def _drain(self, why: str) -> None:
         """Stop starting jobs; ask the running ones to checkpoint and stop (SIGUSR1)."""

@@ -146,14 +146,15 @@ def test_a_job_the_remaining_walltime_cannot_finish_is_not_started(tmp_path: Pat
     store = RunStore(sweep.run_dir)
     store.initialise(sweep.text, run_meta(sweep), iter_jobs(sweep))
     big, small = list(store.jobs())
-    # Jobs of `big`'s size took 30 s before; 10 s are left: it must not start. Nothing is
-    # known of `small`'s size, so the longest job seen (30 s) is its estimate too.
+    # Jobs of `big`'s size took 30 s before; of a 2-minute allocation 10 s are left: it
+    # must not start. Nothing is known of `small`'s size, so the longest job seen (30 s) is
+    # its estimate too.
     (store.root / DURATIONS).write_text(json.dumps({"key": size_key(big), "seconds": 30.0,
                                                     "job": "earlier"}) + "\n")
     notices: list[str] = []
     supervisor = Supervisor(store, LocalLauncher(), pool=SlotPool([Node("localhost", 2)]),
-                            deadline=time.time() + 10, signal_lead=1,
-                            on_notice=notices.append)
+                            deadline=time.time() + 10, began=time.time() - 110,
+                            signal_lead=1, on_notice=notices.append)
     started = time.time()
     outcome = supervisor.run(store.jobs())
     assert time.time() - started < 5
@@ -167,6 +168,20 @@ def test_a_job_the_remaining_walltime_cannot_finish_is_not_started(tmp_path: Pat
     keys = [json.loads(line)["key"] for line in (store.root / DURATIONS).read_text().split("\n")
             if line]
     assert keys.count(size_key(small)) == 1
+
+
+def test_a_job_longer_than_a_whole_allocation_is_started_anyway(tmp_path: Path) -> None:
+    """Waiting for a bigger allocation would wait forever: it starts, and finishes over
+    several allocations, checkpoint by checkpoint."""
+    sweep = load_sweep(epoch_sweep(tmp_path, 1, epochs=2, epoch_s=0.1))
+    store = RunStore(sweep.run_dir)
+    store.initialise(sweep.text, run_meta(sweep), iter_jobs(sweep))
+    (job,) = store.jobs()
+    (store.root / DURATIONS).write_text(json.dumps({"key": size_key(job), "seconds": 300.0,
+                                                    "job": "earlier"}) + "\n")
+    outcome = Supervisor(store, LocalLauncher(), pool=SlotPool([Node("localhost", 1)]),
+                         deadline=time.time() + 60, signal_lead=1).run(store.jobs())
+    assert outcome.done == 1 and not outcome.left
 
 
 def test_signal_lead_must_be_shorter_than_the_walltime(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -217,3 +232,71 @@ def test_nt3_interrupted_by_sigusr1_resumes_from_its_keras_checkpoint(tmp_path: 
     assert result["resumed_from_epoch"] == step
     assert result["epochs_run"] == epochs - step
     assert len(result["history"]["loss"]) == epochs  # the first run's epochs, then the rest
+
+
+def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path: Path) -> None:
+    doc = json.loads(epoch_sweep(tmp_path, 4, epochs=40, epoch_s=0.2).read_text())
+    write(tmp_path / "model.py", EPOCH_MODEL + '''
+
+def failing(params):
+    if params["x"] == 0:
+        time.sleep(1.0)
+        raise RuntimeError("bad point")
+    return objective(params)
+''')
+    doc["benchmark"] = "model:failing"
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(doc))
+    proc = subprocess.run(candle_cmd("run", str(path), "--fail-fast"), capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "a job failed and --fail-fast is set" in proc.stderr
+    assert "stopped early (--fail-fast)" in proc.stderr
+    store = RunStore(tmp_path / "runs" / "wall")
+    states = sorted(store.state(j.id).value for j in store.jobs())
+    # x=0 failed; x=1 ran beside it and stopped at a checkpoint; x=2, x=3 never started
+    assert states == ["failed", "interrupted", "pending", "pending"], states
+    without = run(path)  # without the flag the rest runs (and x=0 fails again)
+    assert without.returncode == 1
+    assert sorted(store.state(j.id).value for j in store.jobs()) == [
+        "done", "done", "done", "failed"]
+
+
+OPTUNA_SWEEP = {
+    "name": "wall", "benchmark": "model:objective",
+    "params": {"epochs": 10, "epoch_s": 0.3},
+    "search": {"method": "optuna", "trials": 6, "seed": 3, "metric": "val_loss",
+               "space": {"x": {"uniform": [0.0, 1.0]}}},
+    "resources": {"scheduler": "local", "max_concurrent": 2, "walltime": "00:00:07",
+                  "signal_lead": 3},
+    "retries": 0, "store": "runs",
+}
+
+
+def test_an_optuna_search_cut_by_walltimes_uses_its_budget_exactly(tmp_path: Path) -> None:
+    """Trials whose jobs stop at a drain are not told; the next run re-asks them with the
+    same key, so their jobs (same ids) resume from the checkpoint."""
+    write(tmp_path / "model.py", EPOCH_MODEL)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(OPTUNA_SWEEP))
+    codes = []
+    for _ in range(12):
+        proc = run(path)
+        codes.append(proc.returncode)
+        if proc.returncode != 75:
+            break
+    assert codes[0] == 75 and codes[-1] == 0, codes
+    import optuna
+
+    from candle.adaptive.study import read_study, used_budget
+
+    store = RunStore(tmp_path / "runs" / "wall")
+    study = read_study(store.root, "wall")
+    assert used_budget(study) == 6
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 6
+    assert any(j for j in store.jobs() if (store.result(j.id) or {}).get("metrics", {}).get(
+        "resumed_from"))
+    for job in store.jobs():
+        if store.state(job.id) is JobState.DONE:
+            assert epochs_logged(store, job.id) == list(range(1, 11))

@@ -7,6 +7,7 @@ cluster when it is not up (root needed) and stops it afterwards if it started it
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,50 @@ def test_optuna_array_mode_goes_batch_by_batch(live_slurm: None, tmp_path: Path)
     assert len(set(params)) == 5
     scripts = sorted(p.name for p in (store.root / "slurm").glob("array-*.sbatch"))
     assert scripts == ["array-0000.sbatch", "array-0001.sbatch", "array-0002.sbatch"]
+
+
+def test_a_submitter_killed_during_sbatch_never_submits_twice(
+        live_slurm: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record is written before sbatch and the id after; a `candle run` killed in
+    between leaves a record without an id, which the next one settles by the job's tag.
+    A record lost altogether is rebuilt the same way (the job is adopted)."""
+    from candle.schedulers.slurm import backend
+    from candle.schedulers.slurm.follow import run_on_slurm
+    from candle.schedulers.slurm.submit import run_id_of
+    from candle.spec import load_sweep
+
+    path = sweep_file(tmp_path, "crash", search={"points": [{"x": 0.1, "sleep": 600}]})
+    real_submit = backend.submit
+
+    def submit_then_die(script: Path, comment: str, after: str = "") -> str:
+        real_submit(script, comment, after)
+        raise KeyboardInterrupt  # killed after sbatch, before the id was written down
+
+    monkeypatch.setattr(backend, "submit", submit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_on_slurm(load_sweep(path), dry_run=False, wait=False)
+    monkeypatch.undo()
+    store = RunStore(tmp_path / "runs" / "crash")
+    records_file = store.root / "slurm" / "submissions.json"
+    (record,) = json.loads(records_file.read_text())
+    assert record["job_id"] == ""
+
+    def queued() -> list[str]:  # this run's jobs (by tag) still in the queue
+        out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        tag = f"candle-run:{run_id_of(store.root)}:"
+        return [line.split("|")[0] for line in out.split() if line.split("|")[1].startswith(tag)
+                and line.split("|")[2] in ("PENDING", "RUNNING")]
+
+    again = run_candle("run", str(path), timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "already submitted" in again.stdout
+    (record,) = json.loads(records_file.read_text())
+    assert record["job_id"] and queued() == [record["job_id"]]
+    records_file.unlink()  # lost altogether
+    third = run_candle("run", str(path), timeout=120)
+    assert "already submitted" in third.stdout and record["job_id"] in third.stdout
+    (adopted,) = json.loads(records_file.read_text())
+    assert adopted["kind"] == "adopted" and adopted["job_id"] == record["job_id"]
+    assert queued() == [record["job_id"]]  # still one job: nothing submitted twice
+    assert run_candle("cancel", str(store.root), timeout=120).returncode == 0

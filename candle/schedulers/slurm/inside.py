@@ -44,10 +44,12 @@ def allocation_pool(gpus_per_node: int) -> SlotPool:
                      for name, count in zip(names, counts, strict=True)])
 
 
-def allocation_deadline(resources: dict[str, Any]) -> float:
-    """When this allocation ends: squeue's end time, else now + the walltime asked for."""
+def allocation_window(resources: dict[str, Any]) -> tuple[float, float]:
+    """(start, end) of this allocation: squeue's end time, else now + the walltime asked."""
+    limit = walltime_seconds(resources["walltime"])
     end = backend.allocation_end(os.environ.get("SLURM_JOB_ID", ""))
-    return end if end is not None else time.time() + walltime_seconds(resources["walltime"])
+    end = end if end is not None else time.time() + limit
+    return end - limit, end
 
 
 def _supervisor(store: RunStore, *, retries: int, max_concurrent: int) -> Supervisor:
@@ -55,12 +57,13 @@ def _supervisor(store: RunStore, *, retries: int, max_concurrent: int) -> Superv
     meta = store.meta()
     resources = meta["resources"]
     site = load_site(Path(resources["site"])) if resources.get("site") else SiteConfig()
+    began, deadline = allocation_window(resources)
     return Supervisor(
         store, SrunLauncher(mpi=site.mpi),
         pool=allocation_pool(int(resources.get("gpus_per_node") or 0)),
         max_concurrent=max_concurrent, ranks_per_job=int(resources["ranks_per_job"]),
         retries=retries, threads_per_job=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
-        env=JOB_ENV, deadline=allocation_deadline(resources),
+        env=JOB_ENV, deadline=deadline, began=began,
         signal_lead=float(resources.get("signal_lead") or 0),
         fail_fast=bool(meta.get("fail_fast")), on_notice=_say)
 

@@ -105,17 +105,24 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
 
 
 def reconcile(store: RunStore) -> list[Submission]:
+    return _reconcile(store)[0]
+
+
+def _reconcile(store: RunStore) -> tuple[list[Submission], set[str]]:
     """Settle the records with the queue: a record without a job id (its submitter died
     during sbatch) gets the id of the job carrying its tag, or is dropped if there is none;
-    a queued job with this run's tag and no record at all is adopted."""
+    a queued job with this run's tag and no record at all is adopted. Also returns the ids
+    squeue shows (sacct may not know a job submitted a moment ago)."""
     records = submissions(store)
     tagged = backend.tagged_jobs()
     if tagged is None:  # squeue is down: change nothing
-        return records
+        return records, set()
     known = {r.comment for r in records}
     settled = []
+    changed = False
     for record in records:
         if not record.job_id:
+            changed = True
             record.job_id = tagged.get(record.comment, "")
             if not record.job_id:
                 continue  # sbatch never got through
@@ -123,10 +130,11 @@ def reconcile(store: RunStore) -> list[Submission]:
     prefix = f"candle-run:{run_id_of(store.root)}:"
     for comment, job_id in tagged.items():
         if comment.startswith(prefix) and comment not in known:
+            changed = True
             settled.append(Submission("adopted", job_id, "", comment, submitted=time.time()))
-    if settled != records:
+    if changed:
         _save(store, settled)
-    return settled
+    return settled, set(tagged.values())
 
 
 def _record_and_submit(store: RunStore, records: list[Submission], record: Submission,
@@ -155,13 +163,15 @@ def submit_continuation(store: RunStore, after: str) -> Submission:
 
 def active(store: RunStore) -> list[tuple[Submission, AllocState]]:
     """Previous submissions that are still pending or running (one sacct call)."""
-    records = reconcile(store)
+    records, queued = _reconcile(store)
     states = backend.status([r.job_id for r in records])
     out = []
     for record in records:
         live = [s for s in entries_of(states, record.job_id).values() if not s.terminal]
         if live:
             out.append((record, live[0]))
+        elif record.job_id in queued and not entries_of(states, record.job_id):
+            out.append((record, AllocState.PENDING))  # too new for sacct: squeue has it
     return out
 
 
