@@ -29,7 +29,9 @@ def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = F
     by batch: each time its arrays end, the results are told and the next batch asked."""
     console = Console(stderr=False)
     adaptive = sweep.search.method == "optuna"
-    batches = adaptive and sweep.resources.mode == "array"
+    # Array mode goes in waves (Optuna: a batch of trials; a plan: as many tasks as the
+    # queue limit allows); --wait submits the next wave when one has ended.
+    batches = sweep.resources.mode == "array"
     code = 0
     while True:
         try:
@@ -65,12 +67,20 @@ def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = F
             if not wait:
                 console.print(f"follow with: candle status {run_dir}   (or candle run ... "
                               "--wait)")
+            waiting = _not_done(RunStore(run_dir)) - sum(r.count for r in new)
+            if batches and not adaptive and waiting > 0:
+                console.print(f"{waiting} more job(s) go in later waves (the queue's limit); "
+                              "--wait submits them as waves end, or run this again")
         if not wait:
             return 0
-        code = follow(RunStore(run_dir), sweep.name, console, trials=(
-            sweep.search.trials if adaptive else None))
+        store = RunStore(run_dir)
+        trials = sweep.search.trials if adaptive else None
+        before = _finished(store, trials)
+        code = follow(store, sweep.name, console, trials=trials)
         if not batches or still:
             return code
+        if not adaptive and _finished(store, trials) == before:
+            return code  # a wave that finished nothing: another would not either
 
 
 def follow(store: RunStore, name: str, console: Console, trials: int | None = None) -> int:
@@ -104,6 +114,10 @@ def follow(store: RunStore, name: str, console: Console, trials: int | None = No
     unit = "trials told" if trials is not None else "done"
     console.print(f"{name}: {done} {unit}, {total - done} not -> {store.root}")
     return 0 if done >= total else 1
+
+
+def _not_done(store: RunStore) -> int:
+    return sum(1 for job in store.jobs() if store.state(job.id) is not JobState.DONE)
 
 
 def _finished(store: RunStore, trials: int | None) -> int:

@@ -72,6 +72,11 @@ def run_id_of(run_dir: Path) -> str:
     return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
 
 
+def wave_size(limits: tuple[int, int]) -> int:
+    """Array tasks queued at once: half the jobs the cluster lets this user queue."""
+    return max(1, limits[1] // 2)
+
+
 def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
                   limits: tuple[int, int] | None = None, first: int = 0) -> list[Script]:
     """The scripts that would run ``pending`` (pure: no files, no Slurm calls except the
@@ -87,8 +92,7 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
                            tasks_per_node=slots, site=site, signal_lead=resources.signal_lead)
         return [Script("pack", "pack.sbatch", text, comment)]
     max_array, max_jobs = limits or backend.cluster_limits()
-    # An array of N tasks counts as N jobs against MaxSubmitJobs: keep to half of it.
-    size = max(1, min(max_array - 1, max_jobs // 2 or 1))
+    size = max(1, min(max_array - 1, wave_size((max_array, max_jobs))))
     scripts = []
     for k in range(math.ceil(len(pending) / size)):
         chunk = pending[k * size : (k + 1) * size]
@@ -202,10 +206,17 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
             todo = len(pending)
         if not todo:
             return [], [], []
+        limits = None
+        if sweep.resources.mode == "array":
+            limits = backend.cluster_limits()
+            # An array of N tasks counts as N jobs against MaxJobCount / MaxSubmitJobs: a
+            # wave fills half of that; the next wave goes once this one has ended.
+            pending = pending[:wave_size(limits)]
+            todo = len(pending)
         records = submissions(store)
         arrays = sum(1 for r in records if r.kind == "array")
         # Jobs' params are written at launch.
-        scripts = build_scripts(sweep, pending, store.root, first=arrays)
+        scripts = build_scripts(sweep, pending, store.root, limits, first=arrays)
         new = []
         slurm_dir(store).mkdir(exist_ok=True)
         for script in scripts:
