@@ -235,3 +235,46 @@ def test_a_submitter_killed_during_sbatch_never_submits_twice(
     assert adopted["kind"] == "adopted" and adopted["job_id"] == record["job_id"]
     assert queued() == [record["job_id"]]  # still one job: nothing submitted twice
     assert run_candle("cancel", str(store.root), timeout=120).returncode == 0
+
+
+HOSTILE_MODEL = '''
+import json
+
+
+def objective(params):
+    with open(params["job_dir"] + "/seen.json", "w") as out:
+        json.dump({k: params[k] for k in ("label", "note")}, out)
+    return {"val_loss": float(len(params["label"]))}
+'''
+
+
+def test_hostile_values_and_paths_execute_nothing_on_slurm(live_slurm: None,
+                                                           tmp_path: Path) -> None:
+    """Quotes, $(...), backticks, ;, newlines and spaces in the store path and in parameter
+    values go through sbatch, the batch script, srun and the job untouched."""
+    canary = tmp_path / "PWNED"
+    store_dir = tmp_path / f"runs 'a' \"b\" $(touch {canary}) `touch {canary}`; x"
+    labels = [f"$(touch {canary})", f"`touch {canary}`", f"a'; touch {canary}; echo '",
+              f"line\nnext $(touch {canary})", "  spaced  \"q\" "]
+    write(tmp_path / "model.py", HOSTILE_MODEL)
+    doc = {
+        "name": "hostile", "benchmark": "model:objective",
+        "params": {"note": f"&& touch {canary} || $HOME"},
+        "search": {"method": "list", "points": [{"label": v} for v in labels],
+                   "metric": "val_loss"},
+        "resources": {"scheduler": "slurm", "site": str(ROOT / "configs" / "local-slurm.yaml"),
+                      "walltime": "00:05:00", "nodes": 2},
+        "retries": 0, "store": str(store_dir),
+    }
+    path = tmp_path / "hostile.yaml"
+    path.write_text(json.dumps(doc))
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(store_dir / "hostile")
+    seen = sorted(json.loads((store.job_dir(j.id) / "seen.json").read_text())["label"]
+                  for j in store.jobs())
+    assert seen == sorted(labels)
+    note = json.loads((store.job_dir(next(store.jobs()).id) / "seen.json").read_text())["note"]
+    assert note == f"&& touch {canary} || $HOME"
+    assert not canary.exists()
+    assert not list(tmp_path.glob("PWNED*")) and not (ROOT / "PWNED").exists()
