@@ -15,6 +15,8 @@ from candle.errors import UserError
 from candle.spec.model import Resources
 from candle.supervisor.loop import EXIT_RESUMABLE
 
+EXIT_ENVIRONMENT = 1  # the machine refused (disk full, read-only): the user's input was fine
+
 
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2."""
@@ -31,6 +33,11 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # disk full, read-only or vanished filesystem: not a bug of ours
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"candle: {where}{exc.strerror or exc}; files already written are "
+                   "unchanged (every write is a temp file renamed into place)", err=True)
+        sys.exit(EXIT_ENVIRONMENT)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -45,6 +46,17 @@ SCIENTIFIC_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 USER_MODEL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# Planned up front and written one line each to plan.jsonl: beyond this, a typo (one zero
+# too many in trials or folds) would keep `candle plan` busy for hours. Split such a sweep.
+MAX_JOBS = 1_000_000
+MAX_SEED = 2**32 - 1  # numpy, scikit-learn and Optuna's samplers take 32-bit seeds
+MAX_NODES = 100_000  # above every machine candle's schedulers run on
+MAX_GPUS_PER_NODE = 64
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, for error messages that must stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class _Ctx:
@@ -56,7 +68,7 @@ class _Ctx:
 
     def fail(self, path: KeyPath, message: str) -> UserError:
         key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
-        key = key.replace(".[", "[")
+        key = _printable(key.replace(".[", "["))
         return UserError(message, file=self.file, line=self.lines.line(path), key=key or None)
 
     def mapping(self, value: Any, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -71,19 +83,44 @@ class _Ctx:
                 )
         return dict(value)
 
-    def integer(self, value: Any, path: KeyPath, minimum: int) -> int:
+    def integer(self, value: Any, path: KeyPath, minimum: int,
+                maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"expected an integer, got {_kind(value)} {value!r}")
         if value < minimum:
             raise self.fail(path, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(path, f"must be <= {maximum:,}, got {value:,}")
         return value
 
     def number(self, value: Any, path: KeyPath) -> float:
+        """A finite number (a bound: NaN or infinity would make every draw NaN)."""
         if isinstance(value, str) and SCIENTIFIC_RE.match(value.strip()):
-            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(path, f"expected a number, got {_kind(value)} {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise self.fail(path, f"expected a finite number, got {value!r}")
+        return number
+
+    def plain(self, value: Any, path: KeyPath) -> Any:
+        """A value that is written to JSON files and read back as it was: null, booleans,
+        numbers, strings, and lists and mappings (with string keys) of those."""
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        if isinstance(value, list):
+            return [self.plain(v, (*path, i)) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    raise self.fail(path, f"keys must be strings, got {_kind(key)} {key!r}")
+            return {k: self.plain(v, (*path, k)) for k, v in value.items()}
+        raise self.fail(path, f"expected a number, string, boolean, list or mapping, got "
+                              f"{_kind(value)} {value!r} (quote it to pass it as a string)")
 
     def string(self, value: Any, path: KeyPath, choices: tuple[str, ...] | None = None) -> str:
         if not isinstance(value, str):
@@ -129,12 +166,18 @@ def load_sweep(path: str | Path) -> Sweep:
     uq = _uq(ctx, top.get("uq"))
     resources = _resources(ctx, top.get("resources"))
     _check_search_fits_mode(ctx, search, resources)
+    _check_job_count(ctx, search, cv, uq)
     retries = ctx.integer(top.get("retries", 1), ("retries",), 0)
     store_raw = ctx.string(top.get("store", "runs"), ("store",))
     if not store_raw.strip():
         raise ctx.fail(("store",), "must not be empty")
+    if "\0" in store_raw:
+        raise ctx.fail(("store",), "a path cannot contain a NUL character")
     base_dir = file.resolve().parent
-    store = Path(store_raw).expanduser()
+    try:
+        store = Path(store_raw).expanduser()
+    except RuntimeError as exc:  # ~someone who has no home directory here
+        raise ctx.fail(("store",), f"cannot expand {store_raw!r}: {exc}") from None
     if not store.is_absolute():
         store = base_dir / store
     return Sweep(
@@ -156,11 +199,32 @@ def _benchmark(ctx: _Ctx, benchmark: str) -> BenchmarkDef | None:
     )
 
 
+def _check_job_count(ctx: _Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpec | None
+                     ) -> None:
+    """A static search is planned in full, up front: keep it to MAX_JOBS jobs."""
+    if search.method == "optuna":
+        return  # asked trial by trial; trials is a budget
+    if search.method == "grid":
+        points = math.prod(len(d.values) for d in search.space.values()
+                           if isinstance(d, Choice))
+        key: KeyPath = ("search", "space")
+    elif search.method == "list":
+        points, key = len(search.points), ("search", "points")
+    else:
+        points, key = search.trials, ("search", "trials")
+    folds, replicas = cv.folds if cv else 1, uq.replicas if uq else 1
+    jobs = points * folds * replicas
+    if jobs > MAX_JOBS:
+        raise ctx.fail(key, f"{points:,} points x {folds:,} folds x {replicas:,} replicas = "
+                            f"{jobs:,} jobs, more than one sweep plans ({MAX_JOBS:,}); "
+                            "narrow the search or split it into several sweeps")
+
+
 def _check_param(
     ctx: _Ctx, definition: BenchmarkDef | None, name: str, value: Any, path: KeyPath
 ) -> Any:
     if definition is None:
-        return value
+        return ctx.plain(value, path)
     param = definition.param(name)
     if param is None:
         raise _unknown_param(ctx, definition, name, path)
@@ -186,6 +250,8 @@ def _params(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> dict[str, A
         if not isinstance(name, str):
             raise ctx.fail(("params",), f"parameter names must be strings, got {name!r}")
         out[name] = _check_param(ctx, definition, name, value, ("params", name))
+    if "rng_seed" in out:  # the jobs' seeds are computed from it, for user models too
+        ctx.integer(out["rng_seed"], ("params", "rng_seed"), 0, MAX_SEED)
     return out
 
 
@@ -199,7 +265,7 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
             if key in s:
                 raise ctx.fail(("search", key), "only for method optuna")
     metrics, directions = _objectives(ctx, s, multi=method == "optuna")
-    seed = ctx.integer(s.get("seed", 0), ("search", "seed"), 0)
+    seed = ctx.integer(s.get("seed", 0), ("search", "seed"), 0, MAX_SEED)
     trials = ctx.integer(s.get("trials", 10), ("search", "trials"), 1)
     space: dict[str, Dimension] = {}
     points: tuple[dict[str, Any], ...] = ()
@@ -216,6 +282,10 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
                 point = {}
             if not isinstance(point, Mapping):
                 raise ctx.fail(("search", "points", i), f"expected a mapping, got {_kind(point)}")
+            for k in point:
+                if not isinstance(k, str):
+                    raise ctx.fail(("search", "points", i),
+                                   f"parameter names must be strings, got {k!r}")
             checked.append({
                 str(k): _check_param(ctx, definition, str(k), v, ("search", "points", i, str(k)))
                 for k, v in point.items()
@@ -228,7 +298,10 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
         if not isinstance(raw_space, Mapping) or not raw_space:
             raise ctx.fail(("search", "space"), "expected a non-empty mapping of parameters")
         for name, spec in raw_space.items():
-            path: KeyPath = ("search", "space", str(name))
+            if not isinstance(name, str):
+                raise ctx.fail(("search", "space"), f"parameter names must be strings, got "
+                                                    f"{name!r}")
+            path: KeyPath = ("search", "space", name)
             if definition is not None and definition.param(str(name)) is None:
                 raise _unknown_param(ctx, definition, str(name), path)
             space[str(name)] = _dimension(ctx, spec, path, method, definition, str(name))
@@ -292,6 +365,9 @@ def _optuna(ctx: _Ctx, s: dict[str, Any], spec: SearchSpec) -> SearchSpec:
                                               ("search", "sampler"), SAMPLERS)
     pruner, pruner_options = _named_options(ctx, s.get("pruner", "none"),
                                             ("search", "pruner"), PRUNERS)
+    for options, part in ((sampler_options, "sampler"), (pruner_options, "pruner")):
+        for option, value in options.items():
+            ctx.plain(value, ("search", part, option))
     if pruner != "none" and len(spec.metrics) > 1:
         raise ctx.fail(("search", "pruner"), "Optuna cannot prune a multi-objective study; "
                                              "use pruner: none or a single metric")
@@ -387,7 +463,7 @@ def _cv(ctx: _Ctx, raw: Any) -> CVSpec | None:
         return None
     c = ctx.mapping(raw, ("cv",), CV_KEYS)
     folds = ctx.integer(c.get("folds", 5), ("cv", "folds"), 2)
-    seed = ctx.integer(c.get("seed", 0), ("cv", "seed"), 0)
+    seed = ctx.integer(c.get("seed", 0), ("cv", "seed"), 0, MAX_SEED)
     stratify = ctx.boolean(c.get("stratify", True), ("cv", "stratify"))
     return CVSpec(folds, seed, stratify)
 
@@ -426,12 +502,13 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
         raise ctx.fail(("resources", key), "only for a cluster scheduler (slurm)")
     ranks = ctx.integer(r.get("ranks_per_job", 1), ("resources", "ranks_per_job"), 1)
     concurrent = ctx.integer(r.get("max_concurrent", 0), ("resources", "max_concurrent"), 0)
-    nodes = ctx.integer(r.get("nodes", 1), ("resources", "nodes"), 1)
+    nodes = ctx.integer(r.get("nodes", 1), ("resources", "nodes"), 1, MAX_NODES)
     if scheduler == "local" and nodes != 1:
         raise ctx.fail(("resources", "nodes"), "a local run uses this one machine; nodes must "
                                                "be 1")
     slots = ctx.integer(r.get("slots_per_node", site_cores), ("resources", "slots_per_node"), 0)
-    gpus = ctx.integer(r.get("gpus_per_node", site_gpus), ("resources", "gpus_per_node"), 0)
+    gpus = ctx.integer(r.get("gpus_per_node", site_gpus), ("resources", "gpus_per_node"), 0,
+                       MAX_GPUS_PER_NODE)
     oversubscribe = ctx.boolean(r.get("oversubscribe", False), ("resources", "oversubscribe"))
     per_node = min(slots, gpus) if slots and gpus else (gpus or slots)
     if per_node and ranks > per_node * nodes and not oversubscribe:
