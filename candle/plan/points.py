@@ -11,6 +11,8 @@ from typing import Any
 
 from candle.spec.model import Choice, Dimension, IntRange, SearchSpec, Uniform
 
+MAX_MISSES = 10_000
+
 
 def grid_size(spec: SearchSpec) -> int:
     return math.prod(len(d.values) for d in spec.space.values() if isinstance(d, Choice))
@@ -43,13 +45,18 @@ def _random_points(spec: SearchSpec) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
     capacity = _capacity(spec)
     wanted = min(spec.trials, capacity) if capacity is not None else spec.trials
-    attempts = 0
-    while len(seen) < wanted and attempts < 100 * wanted:
+    attempts = misses = 0
+    # A space that gave nothing new in MAX_MISSES draws in a row is spent (a narrow float
+    # range rounds to a handful of values); without this, `trials: 1000000` over such a
+    # range would draw 10^8 times before giving up.
+    while len(seen) < wanted and attempts < 100 * wanted and misses < MAX_MISSES:
         attempts += 1
         point = {name: sample(dim, rng) for name, dim in spec.space.items()}
         key = json.dumps(point, sort_keys=True)
         if key in seen:
+            misses += 1
             continue
+        misses = 0
         seen.add(key)
         yield point
 
@@ -61,6 +68,8 @@ def _capacity(spec: SearchSpec) -> int | None:
             total *= len(dim.values)
         elif isinstance(dim, IntRange):
             total *= (dim.high - dim.low) // dim.step + 1
+        elif isinstance(dim, Uniform) and dim.low == dim.high:
+            continue  # one value
         else:
             return None
     return total

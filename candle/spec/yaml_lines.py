@@ -123,7 +123,12 @@ def load_yaml(path: Path) -> tuple[Any, LineMap, str]:
         raise UserError("no such file", file=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read: {exc}", file=path) from None
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: say which, and where
+        at = text.count("\n", 0, exc.position or 0) + 1
+        raise UserError(f"invalid YAML: unacceptable character #x{exc.character:04x} "
+                        f"({exc.reason})", file=path, line=at) from None
     try:
         node = loader.get_single_node()
         if node is not None:
