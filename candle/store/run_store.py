@@ -145,7 +145,11 @@ class RunStore:
         path = self.job_dir(job_id) / RESULT
         old = self.result(job_id)
         if old is not None:
-            append_records(self.job_dir(job_id) / "attempts.jsonl", [old])
+            history = self.job_dir(job_id) / "attempts.jsonl"
+            with history.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(old, sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
