@@ -44,8 +44,11 @@ def requested() -> bool:
     return _requested is not None
 
 
-def reason() -> str:
-    return signal.Signals(_requested).name if _requested is not None else ""
+def from_rank0(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank of this job (mpi4py), so all ranks decide alike."""
+    from mpi4py import MPI
+
+    return bool(MPI.COMM_WORLD.bcast(flag, root=0))
 
 
 def agreed(size: int, bcast: Any = None) -> bool:
@@ -54,20 +57,10 @@ def agreed(size: int, bcast: Any = None) -> bool:
     flag = requested()
     if size <= 1:
         return flag
-    if bcast is None:
-        from mpi4py import MPI
-
-        return bool(MPI.COMM_WORLD.bcast(flag, root=0))
-    return bool(bcast(flag))
+    return bool((bcast or from_rank0)(flag))
 
 
 def check(step: int, size: int, bcast: Any = None) -> None:
     """At an epoch end, after the checkpoint: raise Interrupted if the job should stop."""
     if agreed(size, bcast):
         raise Interrupted(step)
-
-
-def reset() -> None:
-    """For tests running several jobs in one process."""
-    global _requested
-    _requested = None

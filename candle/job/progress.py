@@ -56,7 +56,7 @@ class EpochReporter:
             if self.wait:
                 prune = self._verdict(int(step))
         if self.size > 1:
-            prune = _broadcast(prune)
+            prune = interrupt.from_rank0(prune)
         if prune:
             raise Pruned(int(step), values)
 
@@ -74,12 +74,6 @@ class EpochReporter:
         print(f"candle: no prune verdict for step {step} within {self.timeout_s:.0f} s; "
               "going on", file=sys.stderr)
         return False
-
-
-def _broadcast(value: bool) -> bool:
-    from mpi4py import MPI
-
-    return bool(MPI.COMM_WORLD.bcast(value, root=0))
 
 
 _CURRENT: EpochReporter | None = None

@@ -182,7 +182,8 @@ class Supervisor:
                 if self._draining or self._out_of_time:
                     if not self._running:
                         break
-                    self._kill_overdue()
+                    if self._draining:
+                        self._kill_overdue()
                 else:
                     self._fill(source, retries, outcome)
                 time.sleep(POLL_SECONDS)
@@ -238,8 +239,6 @@ class Supervisor:
     def _kill_overdue(self) -> None:
         """Draining jobs that did not stop in time are killed (their last checkpoint stays):
         at the deadline when it is known, else after a grace period."""
-        if not self._draining:
-            return
         limit = (self.deadline - 2.0 if self.deadline is not None
                  else self._drain_started + max(self.signal_lead, DRAIN_GRACE_SECONDS))
         if time.time() < limit:

@@ -264,7 +264,7 @@ def failing(params):
 
 OPTUNA_SWEEP = {
     "name": "wall", "benchmark": "model:objective",
-    "params": {"epochs": 10, "epoch_s": 0.3},
+    "params": {"epochs": 10, "epoch_s": 0.6},  # 6 s a job: more than one 4-s allocation
     "search": {"method": "optuna", "trials": 6, "seed": 3, "metric": "val_loss",
                "space": {"x": {"uniform": [0.0, 1.0]}}},
     "resources": {"scheduler": "local", "max_concurrent": 2, "walltime": "00:00:07",
@@ -280,7 +280,7 @@ def test_an_optuna_search_cut_by_walltimes_uses_its_budget_exactly(tmp_path: Pat
     path = tmp_path / "sweep.yaml"
     path.write_text(json.dumps(OPTUNA_SWEEP))
     codes = []
-    for _ in range(12):
+    for _ in range(20):
         proc = run(path)
         codes.append(proc.returncode)
         if proc.returncode != 75:
