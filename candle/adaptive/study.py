@@ -92,7 +92,8 @@ def trial_key(trial: Any) -> int:
 
 def recover_interrupted(study: Any, keep: frozenset[int] = frozenset()) -> list[int]:
     """RUNNING trials (their supervisor died) → FAILED, not counted; params enqueued again
-    with the same key. Safe to repeat: a retry already waiting is not enqueued twice.
+    with the same key (a trial killed mid-ask holds only some params: Optuna samples the
+    rest). Safe to repeat: a retry already waiting is not enqueued twice.
     Trials numbered in ``keep`` are still being run and are left alone."""
     from optuna.trial import TrialState
 

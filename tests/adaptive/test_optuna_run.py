@@ -178,10 +178,12 @@ def test_sigkilled_supervisor_resumes_with_the_budget_exact(tmp_path: Path) -> N
     assert sorted(t.number for t in failed) == running  # the interrupted ones, uncounted
     assert all(FAILED_ATTR not in t.user_attrs for t in failed)
     retried = {t.user_attrs[KEY_ATTR] for t in complete}
-    assert all(number in retried for number in running)  # each re-asked, same params
+    assert all(number in retried for number in running)  # each re-asked
     for number in running:
         (retry,) = [t for t in complete if t.user_attrs[KEY_ATTR] == number]
-        assert retry.params == study.trials[number].params
+        # Killed between ask() and its last suggest, a trial holds only some params (its
+        # job never started): the retry keeps those and samples the rest.
+        assert retry.params.items() >= study.trials[number].params.items()
     plan = [json.loads(line)["id"] for line in (run_dir / "plan.jsonl").read_text().splitlines()]
     assert len(plan) == len(set(plan)) == 10
     assert all(r["status"] == "done" for r in results(run_dir).values())
