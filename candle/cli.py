@@ -111,10 +111,10 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
     from candle.supervisor import Interrupted, run_sweep
 
     spec = load_sweep(sweep)
-    if spec.resources.scheduler == "slurm":
-        from candle.schedulers.slurm.follow import run_on_slurm
+    if spec.resources.scheduler != "local":
+        from candle.schedulers.batch.follow import run_on_cluster
 
-        sys.exit(run_on_slurm(spec, dry_run=dry_run, wait=wait, fail_fast=fail_fast))
+        sys.exit(run_on_cluster(spec, dry_run=dry_run, wait=wait, fail_fast=fail_fast))
     if dry_run:
         raise UserError("--dry-run prints batch scripts; this sweep runs locally (see "
                         "`candle plan` for its jobs)", file=sweep, key="resources.scheduler")
@@ -157,6 +157,7 @@ def allocation_info(resources: Resources) -> dict[str, Any]:
             "slots_per_node": pool.nodes[0].slots, "gpus_per_node": resources.gpus_per_node,
             "jobs_at_once": concurrent_jobs(resources, pool),
             "launcher": ("srun" if resources.scheduler == "slurm" else
+                         "mpiexec" if resources.scheduler == "pbs" else
                          "mpirun" if resources.ranks_per_job > 1 else "process")}
 
 
@@ -171,8 +172,8 @@ def status(run_dir: Path, fmt: str) -> None:
 
     store = RunStore(run_dir)
     result = collect_status(store)
-    if (store.root / "slurm" / "submissions.json").is_file():
-        from candle.schedulers.slurm.submit import batch_report
+    if store.exists() and store.meta()["resources"]["scheduler"] != "local":
+        from candle.schedulers.batch.submit import batch_report
 
         result.batch, result.notes = batch_report(store)
     if fmt == "json":
@@ -184,8 +185,8 @@ def status(run_dir: Path, fmt: str) -> None:
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def cancel(run_dir: Path) -> None:
-    """Cancel RUN_DIR's batch jobs (scancel); finished results stay."""
-    from candle.schedulers.slurm.submit import cancel_run
+    """Cancel RUN_DIR's batch jobs (scancel, qdel); finished results stay."""
+    from candle.schedulers.batch.submit import cancel_run
     from candle.store import RunStore
 
     ids = cancel_run(RunStore(run_dir).require())
@@ -196,12 +197,12 @@ def cancel(run_dir: Path) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def supervise(run_dir: Path) -> None:
     """Inside a pack allocation: keep its slots full until every job is done."""
-    from candle.schedulers.slurm.inside import supervise as supervise_allocation
+    from candle.schedulers.batch.inside import supervise as supervise_allocation
     from candle.supervisor import Interrupted
 
     try:
         outcome = supervise_allocation(run_dir)
-    except Interrupted:  # SIGTERM: scancel, or a preemption (the job is requeued)
+    except Interrupted:  # SIGTERM: scancel/qdel, a preemption, PBS's walltime kill
         click.echo("stopped by SIGTERM; running jobs were stopped, results kept", err=True)
         sys.exit(143)
     click.echo(f"{outcome.done} done, {outcome.failed} failed, {outcome.interrupted} "
@@ -214,9 +215,9 @@ def supervise(run_dir: Path) -> None:
 @click.argument("chunk")
 def array_task(run_dir: Path, chunk: str) -> None:
     """Inside an array task: run this task's job."""
-    from candle.schedulers.slurm.inside import array_task as run_task
+    from candle.schedulers.batch.inside import array_task as run_task
 
-    sys.exit(run_task(run_dir, run_dir / "slurm" / chunk))
+    sys.exit(run_task(run_dir, chunk))
 
 
 @cli.command()

@@ -195,9 +195,9 @@ def test_a_submitter_killed_during_sbatch_never_submits_twice(
     """The record is written before sbatch and the id after; a `candle run` killed in
     between leaves a record without an id, which the next one settles by the job's tag.
     A record lost altogether is rebuilt the same way (the job is adopted)."""
+    from candle.schedulers.batch.follow import run_on_cluster
+    from candle.schedulers.batch.submit import run_id_of
     from candle.schedulers.slurm import backend
-    from candle.schedulers.slurm.follow import run_on_slurm
-    from candle.schedulers.slurm.submit import run_id_of
     from candle.spec import load_sweep
 
     path = sweep_file(tmp_path, "crash", search={"points": [{"x": 0.1, "sleep": 600}]})
@@ -209,7 +209,7 @@ def test_a_submitter_killed_during_sbatch_never_submits_twice(
 
     monkeypatch.setattr(backend, "submit", submit_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_on_slurm(load_sweep(path), dry_run=False, wait=False)
+        run_on_cluster(load_sweep(path), dry_run=False, wait=False)
     monkeypatch.undo()
     store = RunStore(tmp_path / "runs" / "crash")
     records_file = store.root / "slurm" / "submissions.json"

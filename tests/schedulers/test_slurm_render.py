@@ -95,7 +95,7 @@ def test_shipped_site_configs_load() -> None:
 
 def test_array_mode_chunks_to_the_cluster_limits(tmp_path: Path) -> None:
     from candle.plan.jobs import iter_jobs
-    from candle.schedulers.slurm.submit import build_scripts
+    from candle.schedulers.batch.submit import build_scripts
     from candle.spec import load_sweep
 
     write(tmp_path / "m.py", "def f(p):\n    return {'val_loss': 0.0}\n")

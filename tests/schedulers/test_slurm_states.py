@@ -11,7 +11,7 @@ import pytest
 
 from candle.schedulers._base import AllocState
 from candle.schedulers._command import Retry, SchedulerError, run_cmd
-from candle.schedulers.slurm.inside import tasks_per_node
+from candle.schedulers.slurm.allocation import tasks_per_node
 from candle.schedulers.slurm.states import expand_job_id, parse_table, translate
 
 SACCT = """\

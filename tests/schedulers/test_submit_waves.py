@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from candle.schedulers._base import AllocState
+from candle.schedulers.batch.submit import plan_and_submit, submissions
 from candle.schedulers.slurm import backend
-from candle.schedulers.slurm.submit import plan_and_submit, submissions
 from candle.spec import load_sweep
 from candle.store import RunStore
 from candle.supervisor.run import run_meta

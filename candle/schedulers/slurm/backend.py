@@ -1,5 +1,6 @@
-"""Talking to Slurm: sbatch (never twice for one submission), one batched sacct for all of
-a run's jobs (squeue when accounting is off), scancel, and the cluster's limits."""
+"""Slurm behind `Backend`: sbatch (never twice for one submission), one batched sacct for
+all of a run's jobs (squeue when accounting is off), scancel, the cluster's limits, and
+(re-exported) the scripts and what runs inside an allocation."""
 
 from __future__ import annotations
 
@@ -12,9 +13,24 @@ from pathlib import Path
 
 from candle.schedulers._base import AllocState
 from candle.schedulers._command import Retry, SchedulerError, run_cmd
+from candle.schedulers.slurm.allocation import allocation_pool as allocation_pool
+from candle.schedulers.slurm.allocation import array_index as array_index
+from candle.schedulers.slurm.allocation import launcher as launcher
+from candle.schedulers.slurm.allocation import this_job as this_job
+from candle.schedulers.slurm.allocation import this_task as this_task
+from candle.schedulers.slurm.allocation import threads_per_job as threads_per_job
+from candle.schedulers.slurm.render import render_array as render_array
+from candle.schedulers.slurm.render import render_pack as render_pack
+from candle.schedulers.slurm.states import entries_of as entries_of
 from candle.schedulers.slurm.states import parse_table
 
 log = logging.getLogger("candle.schedulers")
+
+NAME = "slurm"
+LABEL = "Slurm"
+SUFFIX = ".sbatch"
+SUBMIT = "sbatch"
+CAN_REQUEUE = True  # scontrol requeue works on one's own jobs
 
 STATUS_RETRY = Retry(attempts=3, first_delay=1.0, timeout=60.0)
 SUBMIT_RETRY = Retry(attempts=4, first_delay=2.0, timeout=120.0)
@@ -126,10 +142,8 @@ def cluster_limits() -> tuple[int, int]:
     return int(found.get("MaxArraySize", 1001)), max_jobs
 
 
-def hostnames(nodelist: str) -> list[str]:
-    """'node[1-3]' → ['node1', 'node2', 'node3'] (scontrol does Slurm's own expansion)."""
-    out = run_cmd(["scontrol", "show", "hostnames", nodelist], retry=STATUS_RETRY)
-    return [line.strip() for line in out.splitlines() if line.strip()]
+def task_id(job_id: str, index: int) -> str:
+    return f"{job_id}_{index}"
 
 
 def _user() -> str:

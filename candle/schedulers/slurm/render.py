@@ -80,8 +80,11 @@ def _header(kind: str, output: str, resources: list[str], *, run_id: str, commen
 
 
 def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
-                nodes: int, tasks_per_node: int, site: SiteConfig, signal_lead: int = 0) -> str:
-    """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor."""
+                nodes: int, tasks_per_node: int, site: SiteConfig, signal_lead: int = 0,
+                gpus_per_node: int = 0) -> str:
+    """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor.
+    GPUs are asked for as the site config says (gres or a directive), so the sweep's
+    ``gpus_per_node`` only shapes the slot pool here."""
     header = _header("pack", "pack-%j.out",
                      [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}",
                       *_lifecycle(signal_lead)],
@@ -92,7 +95,7 @@ def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime
 
 def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
                  ranks: int, cores_per_node: int, count: int, throttle: int, chunk: str,
-                 site: SiteConfig, signal_lead: int = 0) -> str:
+                 site: SiteConfig, signal_lead: int = 0, gpus_per_node: int = 0) -> str:
     """``count`` tasks, each one job of ``ranks`` ranks; at most ``throttle`` at once."""
     nodes = math.ceil(ranks / cores_per_node) if cores_per_node else 1
     spec = f"0-{count - 1}" + (f"%{throttle}" if throttle else "")

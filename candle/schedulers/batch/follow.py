@@ -1,5 +1,5 @@
-"""`candle run` with scheduler slurm: submit, say what was submitted and how to follow it,
-and with --wait follow it (one batched status call per poll, backing off) to the end."""
+"""`candle run` with a batch scheduler: submit, say what was submitted and how to follow
+it, and with --wait follow it (one batched status call per poll, backing off) to the end."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from candle.schedulers._base import AllocState
 from candle.schedulers._command import SchedulerError
-from candle.schedulers.slurm import backend
-from candle.schedulers.slurm.states import entries_of
-from candle.schedulers.slurm.submit import plan_and_submit, submissions
+from candle.schedulers.batch.backend import Backend, backend_for
+from candle.schedulers.batch.submit import backend_of, plan_and_submit, submissions
 from candle.spec.model import Sweep
 from candle.state import JobState
 from candle.store.run_store import RunStore
@@ -24,7 +23,7 @@ POLL_MAX_S = 30.0
 MAX_UNSEEN_POLLS = 10
 
 
-def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = False) -> int:
+def run_on_cluster(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = False) -> int:
     """Submit; with --wait follow to the end. An Optuna search in array mode goes on batch
     by batch: each time its arrays end, the results are told and the next batch asked."""
     console = Console(stderr=False)
@@ -62,7 +61,7 @@ def run_on_slurm(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = F
             for record in new:
                 what = (f"array of {record.count}" if record.kind == "array"
                         else "pack allocation")
-                path = run_dir / "slurm" / record.script
+                path = run_dir / backend_for(sweep.resources.scheduler).NAME / record.script
                 console.print(f"submitted {record.job_id}: {what} ({path})")
             if not wait:
                 console.print(f"follow with: candle status {run_dir}   (or candle run ... "
@@ -87,6 +86,7 @@ def follow(store: RunStore, name: str, console: Console, trials: int | None = No
     """Poll until every submission has ended; a progress bar counts finished jobs (or, for
     an adaptive search, the trials its study has told)."""
     total = trials if trials is not None else sum(1 for _ in store.jobs())
+    backend = backend_of(store)
     delay = POLL_FIRST_S
     unseen: dict[str, int] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -103,9 +103,10 @@ def follow(store: RunStore, name: str, console: Console, trials: int | None = No
                 counts[state] = counts.get(state, 0) + 1
             info = ", ".join(f"{s.value.lower()} {n}" for s, n in sorted(counts.items()))
             progress.update(task, completed=done, info=info)
-            for job_id in ids:  # gone from sacct and squeue alike: stop waiting for it
-                unseen[job_id] = 0 if entries_of(states, job_id) else unseen.get(job_id, 0) + 1
-            if all(_ended(states, job_id) or unseen[job_id] > MAX_UNSEEN_POLLS
+            for job_id in ids:  # gone from the queue and its history: stop waiting for it
+                seen = backend.entries_of(states, job_id)
+                unseen[job_id] = 0 if seen else unseen.get(job_id, 0) + 1
+            if all(_ended(backend, states, job_id) or unseen[job_id] > MAX_UNSEEN_POLLS
                    for job_id in ids):
                 break
             time.sleep(delay)
@@ -128,7 +129,7 @@ def _finished(store: RunStore, trials: int | None) -> int:
     return told_trials(store.root, str(store.meta()["name"]))
 
 
-def _ended(states: dict[str, AllocState], job_id: str) -> bool:
+def _ended(backend: Backend, states: dict[str, AllocState], job_id: str) -> bool:
     """All of a batch job's entries (itself, or its array tasks) are known and terminal."""
-    mine = entries_of(states, job_id).values()
+    mine = backend.entries_of(states, job_id).values()
     return bool(mine) and all(s.terminal for s in mine)

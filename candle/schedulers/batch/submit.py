@@ -1,7 +1,8 @@
-"""`candle run` on a login node with scheduler slurm: write the run directory, render the
-batch scripts, submit them (pack: one allocation; array: one sbatch per chunk of up to
-MaxArraySize jobs, never one per job) and record every submission in the run directory,
-so `candle status`, `candle cancel` and a later `candle run` find them again."""
+"""`candle run` on a login node with a batch scheduler (Slurm, PBS): write the run
+directory, render the batch scripts, submit them (pack: one allocation; array: one
+submission per chunk of up to the largest array, never one per job) and record every
+submission in the run directory, so `candle status`, `candle cancel` and a later
+`candle run` find them again. Scheduler specifics live behind `Backend`."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from typing import Any
 
 from candle.plan.jobs import Job, JobTemplate, iter_jobs
 from candle.schedulers._base import AllocState
-from candle.schedulers.slurm import backend
-from candle.schedulers.slurm.render import render_array, render_pack
-from candle.schedulers.slurm.states import entries_of
+from candle.schedulers.batch.backend import Backend, backend_for
 from candle.spec.model import Sweep
 from candle.spec.site import SiteConfig
 from candle.state import JobState
@@ -28,12 +27,12 @@ RECORDS = "submissions.json"
 
 @dataclass
 class Submission:
-    """One sbatch. Written down *before* sbatch runs, with no job id yet; the id is added
-    after. A submitter killed in between leaves a record whose tag (``comment``) finds the
-    job in squeue, so nothing is submitted twice."""
+    """One submission (sbatch, qsub). Written down *before* it runs, with no job id yet; the
+    id is added after. A submitter killed in between leaves a record whose tag
+    (``comment``) finds the job in the queue, so nothing is submitted twice."""
 
     kind: str  # pack | array | adopted (found by its tag, its record lost)
-    job_id: str  # "" until sbatch answered
+    job_id: str  # "" until the scheduler answered
     script: str
     comment: str
     chunk: str | None = None
@@ -45,26 +44,32 @@ class Submission:
 @dataclass
 class Script:
     kind: str
-    name: str  # file name in <run>/slurm/
+    name: str  # file name in <run>/<scheduler>/
     text: str
     comment: str
     chunk_name: str | None = None
     chunk_ids: tuple[str, ...] = ()
 
 
-def slurm_dir(store: RunStore) -> Path:
-    return store.root / "slurm"
+def backend_of(store: RunStore) -> Backend:
+    """The backend of the scheduler this run was submitted to."""
+    return backend_for(str(store.meta()["resources"]["scheduler"]))
+
+
+def batch_dir(store: RunStore) -> Path:
+    """<run>/<scheduler>/: the scripts, chunk lists and the submission records."""
+    return store.root / backend_of(store).NAME
 
 
 def submissions(store: RunStore) -> list[Submission]:
-    path = slurm_dir(store) / RECORDS
+    path = batch_dir(store) / RECORDS
     if not path.is_file():
         return []
     return [Submission(**record) for record in read_json(path)]
 
 
 def _save(store: RunStore, records: list[Submission]) -> None:
-    atomic_write_json(slurm_dir(store) / RECORDS, [asdict(r) for r in records])
+    atomic_write_json(batch_dir(store) / RECORDS, [asdict(r) for r in records])
 
 
 def run_id_of(run_dir: Path) -> str:
@@ -79,18 +84,21 @@ def wave_size(limits: tuple[int, int]) -> int:
 
 def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
                   limits: tuple[int, int] | None = None, first: int = 0) -> list[Script]:
-    """The scripts that would run ``pending`` (pure: no files, no Slurm calls except the
-    cluster's limits for array chunking, which tests pass in)."""
+    """The scripts that would run ``pending`` (pure: no files, no scheduler calls except
+    the cluster's limits for array chunking, which tests pass in)."""
     resources = sweep.resources
+    backend = backend_for(resources.scheduler)
     site = resources.site or SiteConfig()
     run_id = run_id_of(run_dir)
     if resources.mode == "pack":
         slots = resources.slots_per_node or resources.ranks_per_job  # the site's cores if set
         comment = backend.new_comment(run_id)
-        text = render_pack(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
-                           walltime=resources.walltime, nodes=resources.nodes,
-                           tasks_per_node=slots, site=site, signal_lead=resources.signal_lead)
-        return [Script("pack", "pack.sbatch", text, comment)]
+        text = backend.render_pack(
+            run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
+            walltime=resources.walltime, nodes=resources.nodes, tasks_per_node=slots,
+            gpus_per_node=resources.gpus_per_node, site=site,
+            signal_lead=resources.signal_lead)
+        return [Script("pack", f"pack{backend.SUFFIX}", text, comment)]
     max_array, max_jobs = limits or backend.cluster_limits()
     size = max(1, min(max_array - 1, wave_size((max_array, max_jobs))))
     scripts = []
@@ -98,13 +106,14 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
         chunk = pending[k * size : (k + 1) * size]
         chunk_name = f"chunk-{first + k:04d}.txt"  # numbered on: earlier batches keep theirs
         comment = backend.new_comment(run_id)
-        text = render_array(run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
-                            walltime=resources.walltime, ranks=resources.ranks_per_job,
-                            cores_per_node=resources.slots_per_node,
-                            count=len(chunk), throttle=resources.array_throttle,
-                            chunk=chunk_name, site=site, signal_lead=resources.signal_lead)
-        scripts.append(Script("array", f"array-{first + k:04d}.sbatch", text, comment, chunk_name,
-                              tuple(j.id for j in chunk)))
+        text = backend.render_array(
+            run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
+            walltime=resources.walltime, ranks=resources.ranks_per_job,
+            cores_per_node=resources.slots_per_node, gpus_per_node=resources.gpus_per_node,
+            count=len(chunk), throttle=resources.array_throttle, chunk=chunk_name, site=site,
+            signal_lead=resources.signal_lead)
+        scripts.append(Script("array", f"array-{first + k:04d}{backend.SUFFIX}", text, comment,
+                              chunk_name, tuple(j.id for j in chunk)))
     return scripts
 
 
@@ -114,12 +123,12 @@ def reconcile(store: RunStore) -> list[Submission]:
 
 def _reconcile(store: RunStore) -> tuple[list[Submission], set[str]]:
     """Settle the records with the queue: a record without a job id (its submitter died
-    during sbatch) gets the id of the job carrying its tag, or is dropped if there is none;
-    a queued job with this run's tag and no record at all is adopted. Also returns the ids
-    squeue shows (sacct may not know a job submitted a moment ago)."""
+    during sbatch/qsub) gets the id of the job carrying its tag, or is dropped if there is
+    none; a queued job with this run's tag and no record at all is adopted. Also returns
+    the ids the queue shows (sacct may not know a job submitted a moment ago)."""
     records = submissions(store)
-    tagged = backend.tagged_jobs()
-    if tagged is None:  # squeue is down: change nothing
+    tagged = backend_of(store).tagged_jobs()
+    if tagged is None:  # the queue cannot be read: change nothing
         return records, set()
     known = {r.comment for r in records}
     settled = []
@@ -143,10 +152,10 @@ def _reconcile(store: RunStore) -> tuple[list[Submission], set[str]]:
 
 def _record_and_submit(store: RunStore, records: list[Submission], record: Submission,
                        path: Path) -> Submission:
-    """Write the record, sbatch, write the id: a crash at any line submits at most once."""
+    """Write the record, submit, write the id: a crash at any line submits at most once."""
     records.append(record)
     _save(store, records)
-    record.job_id = backend.submit(path, record.comment, after=record.after)
+    record.job_id = backend_of(store).submit(path, record.comment, after=record.after)
     _save(store, records)
     return record
 
@@ -160,21 +169,25 @@ def submit_continuation(store: RunStore, after: str) -> Submission:
         if record.after == after and record.job_id:
             return record
     records = [r for r in records if not (r.after == after and not r.job_id)]
+    backend = backend_of(store)
     comment = backend.new_comment(run_id_of(store.root))
-    record = Submission("pack", "", "pack.sbatch", comment, None, 0, time.time(), after)
-    return _record_and_submit(store, records, record, slurm_dir(store) / "pack.sbatch")
+    script = f"pack{backend.SUFFIX}"
+    record = Submission("pack", "", script, comment, None, 0, time.time(), after)
+    return _record_and_submit(store, records, record, batch_dir(store) / script)
 
 
 def active(store: RunStore) -> list[tuple[Submission, AllocState]]:
-    """Previous submissions that are still pending or running (one sacct call)."""
+    """Previous submissions that are still pending or running (one status query)."""
     records, queued = _reconcile(store)
+    backend = backend_of(store)
     states = backend.status([r.job_id for r in records])
     out = []
     for record in records:
-        live = [s for s in entries_of(states, record.job_id).values() if not s.terminal]
+        mine = backend.entries_of(states, record.job_id)
+        live = [s for s in mine.values() if not s.terminal]
         if live:
             out.append((record, live[0]))
-        elif record.job_id in queued and not entries_of(states, record.job_id):
+        elif record.job_id in queued and not mine:
             out.append((record, AllocState.PENDING))  # too new for sacct: squeue has it
     return out
 
@@ -208,7 +221,7 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
             return [], [], []
         limits = None
         if sweep.resources.mode == "array":
-            limits = backend.cluster_limits()
+            limits = backend_for(sweep.resources.scheduler).cluster_limits()
             # An array of N tasks counts as N jobs against MaxJobCount / MaxSubmitJobs: a
             # wave fills half of that; the next wave goes once this one has ended.
             pending = pending[:wave_size(limits)]
@@ -218,11 +231,12 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
         # Jobs' params are written at launch.
         scripts = build_scripts(sweep, pending, store.root, limits, first=arrays)
         new = []
-        slurm_dir(store).mkdir(exist_ok=True)
+        folder = batch_dir(store)
+        folder.mkdir(exist_ok=True)
         for script in scripts:
-            path = slurm_dir(store) / script.name
+            path = folder / script.name
             if script.chunk_name:
-                atomic_write_text(slurm_dir(store) / script.chunk_name,
+                atomic_write_text(folder / script.chunk_name,
                                   "\n".join(script.chunk_ids) + "\n")
             atomic_write_text(path, script.text)
             record = Submission(script.kind, "", script.name, script.comment,
@@ -264,31 +278,33 @@ def next_batch(store: RunStore) -> list[Job]:
 
 def cancel_run(store: RunStore) -> list[str]:
     ids = [r.job_id for r in reconcile(store) if r.job_id]
-    backend.cancel(ids)
+    backend_of(store).cancel(ids)
     return ids
 
 
 def batch_report(store: RunStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """For `candle status`: each submission with its tasks' states (ONE sacct call), and
+    """For `candle status`: each submission with its tasks' states (ONE status query), and
     for jobs whose array task ended without completing, that state (e.g. TIMEOUT)."""
     records = [r for r in submissions(store) if r.job_id]
     if not records:
         return [], {}
+    backend = backend_of(store)
     states = backend.status([r.job_id for r in records])
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     for record in records:
-        mine = entries_of(states, record.job_id)
+        mine = backend.entries_of(states, record.job_id)
         counts: dict[str, int] = {}
         for state in mine.values():
             counts[state.value] = counts.get(state.value, 0) + 1
         rows.append({"job_id": record.job_id, "kind": record.kind, "count": record.count,
                      "states": counts})
         if record.kind == "array" and record.chunk:
-            chunk = slurm_dir(store) / record.chunk
+            chunk = batch_dir(store) / record.chunk
             ids = chunk.read_text().split() if chunk.is_file() else []
             for index, job_id in enumerate(ids):
-                task = mine.get(f"{record.job_id}_{index}")
+                task_id = backend.task_id(record.job_id, index)
+                task = mine.get(task_id)
                 if task is not None and task.terminal and task is not AllocState.COMPLETED:
-                    notes[job_id] = f"{task.value} (Slurm job {record.job_id}_{index})"
+                    notes[job_id] = f"{task.value} ({backend.LABEL} job {task_id})"
     return rows, notes

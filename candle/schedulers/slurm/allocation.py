@@ -1,0 +1,60 @@
+"""Inside a Slurm allocation: its nodes and tasks (SLURM_* variables), its end time, and
+how a job's ranks start there (one srun step each)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from candle.launch.srun import SrunLauncher
+from candle.schedulers._command import Retry, run_cmd
+from candle.spec.site import SiteConfig
+from candle.supervisor.slots import Node, SlotPool
+
+
+def hostnames(nodelist: str) -> list[str]:
+    """'node[1-3]' → ['node1', 'node2', 'node3'] (scontrol does Slurm's own expansion)."""
+    out = run_cmd(["scontrol", "show", "hostnames", nodelist],
+                  retry=Retry(attempts=3, first_delay=1.0, timeout=60.0))
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def tasks_per_node(value: str) -> list[int]:
+    """SLURM_TASKS_PER_NODE ('2(x3),1') → [2, 2, 2, 1]."""
+    counts: list[int] = []
+    for part in value.split(","):
+        match = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part.strip())
+        if match is None:
+            raise ValueError(f"cannot read SLURM_TASKS_PER_NODE={value!r}")
+        counts += [int(match.group(1))] * int(match.group(2) or 1)
+    return counts
+
+
+def allocation_pool(gpus_per_node: int, site: SiteConfig) -> SlotPool:
+    """This allocation's nodes, each with the tasks Slurm gave it as slots."""
+    names = hostnames(os.environ["SLURM_JOB_NODELIST"])
+    counts = tasks_per_node(os.environ.get("SLURM_TASKS_PER_NODE", "1"))
+    if len(counts) != len(names):
+        counts = [counts[0]] * len(names)
+    return SlotPool([Node(name, count, gpus_per_node)
+                     for name, count in zip(names, counts, strict=True)])
+
+
+def launcher(site: SiteConfig) -> SrunLauncher:
+    return SrunLauncher(mpi=site.mpi)
+
+
+def this_job() -> str:
+    return os.environ.get("SLURM_JOB_ID", "")
+
+
+def array_index() -> int:
+    return int(os.environ["SLURM_ARRAY_TASK_ID"])
+
+
+def this_task() -> str:
+    return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+
+
+def threads_per_job() -> int:
+    return int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
