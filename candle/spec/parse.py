@@ -40,7 +40,8 @@ DEFAULT_SIGNAL_LEAD = 180  # seconds: an epoch of a real benchmark, and Slurm's 
 MODES = ("pack", "array")
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 METHODS = ("grid", "random", "list", "optuna")
-SCHEDULERS = ("local", "slurm")
+SCHEDULERS = ("local", "slurm", "pbs")
+DEFAULT_SITES = {"slurm": "local-slurm", "pbs": "generic-pbs"}
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SCIENTIFIC_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -477,11 +478,7 @@ def _uq(ctx: _Ctx, raw: Any) -> UQSpec | None:
 
 def _resources(ctx: _Ctx, raw: Any) -> Resources:
     r = ctx.mapping(raw if raw is not None else {}, ("resources",), RESOURCE_KEYS)
-    scheduler = r.get("scheduler", "local")
-    if scheduler == "pbs":
-        raise ctx.fail(("resources", "scheduler"), "scheduler pbs is not supported yet; use "
-                                                   "local or slurm")
-    scheduler = ctx.string(scheduler, ("resources", "scheduler"), SCHEDULERS)
+    scheduler = ctx.string(r.get("scheduler", "local"), ("resources", "scheduler"), SCHEDULERS)
     mode = ctx.string(r.get("mode", "pack"), ("resources", "mode"), MODES)
     throttle = ctx.integer(r.get("array_throttle", 0), ("resources", "array_throttle"), 0)
     site: SiteConfig | None = None
@@ -489,17 +486,20 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
     if scheduler != "local":
         from candle.spec.site import load_site, resolve_site
 
-        name = ctx.string(r.get("site", "local-slurm"), ("resources", "site"))
+        name = ctx.string(r.get("site", DEFAULT_SITES[scheduler]), ("resources", "site"))
         try:
             site = load_site(resolve_site(name, ctx.file.resolve().parent, REPO_CONFIGS))
         except UserError as exc:
             if exc.file is not None:  # the site file itself is wrong: its own location
                 raise
             raise ctx.fail(("resources", "site"), exc.message) from None
+        if site.scheduler != scheduler:
+            raise ctx.fail(("resources", "site"), f"site {name!r} is a {site.scheduler} site; "
+                                                  f"this sweep's scheduler is {scheduler}")
         site_cores, site_gpus = site.cores_per_node, site.gpus_per_node
     elif "site" in r or "mode" in r:
         key = "site" if "site" in r else "mode"
-        raise ctx.fail(("resources", key), "only for a cluster scheduler (slurm)")
+        raise ctx.fail(("resources", key), "only for a cluster scheduler (slurm, pbs)")
     ranks = ctx.integer(r.get("ranks_per_job", 1), ("resources", "ranks_per_job"), 1)
     concurrent = ctx.integer(r.get("max_concurrent", 0), ("resources", "max_concurrent"), 0)
     nodes = ctx.integer(r.get("nodes", 1), ("resources", "nodes"), 1, MAX_NODES)

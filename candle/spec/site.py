@@ -16,7 +16,11 @@ from candle.spec.yaml_lines import load_yaml
 
 SITE_KEYS = ("scheduler", "account", "partition", "qos", "constraint", "gres", "cores_per_node",
              "gpus_per_node", "modules", "setup", "env", "directives", "mpi", "python",
-             "description")
+             "description", "queue", "filesystems", "place", "select_extra")
+SLURM_ONLY = ("partition", "qos", "constraint", "gres")
+PBS_ONLY = ("queue", "filesystems", "place", "select_extra")
+MPI_CHOICES = {"slurm": None, "pbs": ("pals", "hydra", "openmpi")}  # slurm: srun --mpi=any
+DEFAULT_MPI = {"slurm": "pmix", "pbs": "pals"}
 
 # What account/partition/qos/constraint/gres values look like on real sites (constraint
 # expressions use & | [ ] ( ) * !): never whitespace, quotes, $, backticks or ;.
@@ -39,7 +43,11 @@ class SiteConfig:
     setup: tuple[str, ...] = ()  # shell lines run before candle (e.g. activate a venv)
     env: dict[str, str] = field(default_factory=dict)
     directives: tuple[str, ...] = ()  # extra scheduler options, one per line, e.g. --exclusive
-    mpi: str = "pmix"  # srun --mpi=
+    mpi: str = "pmix"  # Slurm: srun --mpi=; PBS: the mpiexec flavour (pals, hydra, openmpi)
+    queue: str = ""  # PBS -q
+    filesystems: str = ""  # PBS -l filesystems= (ALCF: home:eagle)
+    place: str = ""  # PBS -l place= ("" means scatter: one chunk per host)
+    select_extra: str = ""  # appended to each select chunk, e.g. system=polaris
     python: str = ""  # the interpreter on compute nodes; "" means this one
     source: Path | None = None
 
@@ -81,6 +89,16 @@ def load_site(path: Path) -> SiteConfig:
             raise ctx.fail(("env", name), "expected a string or number")
         env[name] = _one_line(ctx, str(value), ("env", name))
     scheduler = ctx.string(raw.get("scheduler", "slurm"), ("scheduler",), ("slurm", "pbs"))
+    foreign = SLURM_ONLY if scheduler == "pbs" else PBS_ONLY
+    for key in foreign:
+        if raw.get(key):
+            other = "Slurm" if scheduler == "pbs" else "PBS"
+            raise ctx.fail((key,), f"a {other} setting; this site's scheduler is {scheduler}")
+    mpi = text("mpi", DIRECTIVE_VALUE) or DEFAULT_MPI[scheduler]
+    choices = MPI_CHOICES[scheduler]
+    if choices is not None and mpi not in choices:
+        raise ctx.fail(("mpi",), f"{mpi!r} is not an mpiexec flavour candle knows for PBS "
+                                 f"(one of {', '.join(choices)})")
     for i, directive in enumerate(lines_of("directives")):
         if not directive.startswith("-"):
             raise ctx.fail(("directives", i), "write options as on the command line, e.g. "
@@ -92,8 +110,9 @@ def load_site(path: Path) -> SiteConfig:
         cores_per_node=ctx.integer(raw.get("cores_per_node", 0), ("cores_per_node",), 0),
         gpus_per_node=ctx.integer(raw.get("gpus_per_node", 0), ("gpus_per_node",), 0),
         modules=lines_of("modules"), setup=lines_of("setup"), env=env,
-        directives=lines_of("directives"), mpi=text("mpi", DIRECTIVE_VALUE) or "pmix",
-        python=text("python"),
+        directives=lines_of("directives"), mpi=mpi, python=text("python"),
+        queue=text("queue", DIRECTIVE_VALUE), filesystems=text("filesystems", DIRECTIVE_VALUE),
+        place=text("place", DIRECTIVE_VALUE), select_extra=text("select_extra", DIRECTIVE_VALUE),
         source=path,
     )
 

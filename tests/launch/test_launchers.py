@@ -53,6 +53,17 @@ def test_mpiexec_pals_style() -> None:
     assert job_env(request(1, Placement((("n", 1),)))) == {}
 
 
+def test_mpiexec_hydra_and_openmpi_styles(monkeypatch: pytest.MonkeyPatch) -> None:
+    placement = Placement((("n1", 2), ("n2", 2)))
+    assert MpiexecLauncher(flavour="hydra").argv(request(4, placement)) == [
+        "mpiexec", "-n", "4", "-ppn", "2", "-hosts", "n1,n2", *JOB]
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert MpiexecLauncher(flavour="openmpi").argv(request(4, placement)) == [
+        "mpiexec", "-n", "4", "--host", "n1:2,n2:2", "--bind-to", "none", *JOB]
+    with pytest.raises(ValueError, match="flavour"):
+        MpiexecLauncher(flavour="pmix")
+
+
 @pytest.mark.parametrize(("env", "expected"), [
     ({"CANDLE_GPUS": "2,3", "OMPI_COMM_WORLD_LOCAL_RANK": "1"}, "3"),
     ({"CANDLE_GPUS": "2,3", "SLURM_LOCALID": "0"}, "2"),

@@ -1,0 +1,128 @@
+"""Rendered qsub scripts: golden files, what each directive carries, hostile values that
+must not execute, PBS site configs. All offline: no PBS server exists here (the shared
+backend suite submits these scripts to the PBS double, tests/schedulers/pbs_double/)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from candle.errors import UserError
+from candle.schedulers.pbs.render import render_array, render_pack
+from candle.spec.site import SiteConfig, load_site
+from tests.conftest import write
+
+GOLDEN = Path(__file__).parent / "golden"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SITE = SiteConfig(scheduler="pbs", account="PROJ123", queue="prod", filesystems="home:eagle",
+                  place="scatter", select_extra="system=polaris", cores_per_node=32,
+                  gpus_per_node=4, mpi="pals", setup=("module use /soft/modulefiles",
+                                                      "module load conda"),
+                  env={"MPICH_GPU_SUPPORT_ENABLED": "1", "NOTE": "it's $(not) run"},
+                  directives=("-m n",), python="/opt/venv/bin/python")
+
+
+def test_pack_script_matches_golden() -> None:
+    text = render_pack(run_id="r1", comment="candle-run:r1:t1", run_dir=Path("/lus/runs/a"),
+                       name="nt3", walltime="1-02:00:00", nodes=4, tasks_per_node=32,
+                       gpus_per_node=4, site=SITE, signal_lead=300)
+    assert text == (GOLDEN / "pack.pbs").read_text()
+    assert "#PBS -l select=4:ncpus=32:mpiprocs=4:ngpus=4:system=polaris\n" in text
+    assert "#PBS -l walltime=26:00:00\n" in text  # PBS counts hours past a day
+
+
+def test_array_script_matches_golden() -> None:
+    text = render_array(run_id="r1", comment="candle-run:r1:t2", run_dir=Path("/lus/runs/a"),
+                        name="nt3", walltime="00:30:00", ranks=4, cores_per_node=32,
+                        gpus_per_node=4, count=25, throttle=5, chunk="chunk-0003.txt",
+                        site=SITE, signal_lead=120)
+    assert text == (GOLDEN / "array.pbs").read_text()
+    assert "#PBS -J 0-24\n#PBS -W max_run_subjobs=5\n" in text
+    assert "#PBS -o array-0003.^array_index^.out\n" in text  # one log per subjob
+
+
+def test_a_chunk_of_one_job_is_a_plain_job() -> None:
+    text = render_array(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+                        walltime="00:10:00", ranks=2, cores_per_node=0, gpus_per_node=0,
+                        count=1, throttle=3, chunk="chunk-0001.txt", site=SiteConfig("pbs"))
+    assert "-J" not in text and "max_run_subjobs" not in text
+    assert "#PBS -o array-0001.out\n" in text
+    assert "#PBS -l select=1:ncpus=2:mpiprocs=2\n" in text
+
+
+def test_hostile_values_reach_the_program_intact_and_execute_nothing(tmp_path: Path) -> None:
+    canary = tmp_path / "PWNED"
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_OUT"\nenv > "$ENV_OUT"\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    evil_dir = tmp_path / f"run 'x' $(touch {canary}) `touch {canary}`; touch {canary}"
+    site = SiteConfig("pbs", env={"EVIL": f"$(touch {canary}) `touch {canary}` ' \" ; x"},
+                      python=str(stub))
+    for text in (
+        render_pack(run_id="r", comment="c", run_dir=evil_dir, name="n", walltime="00:01:00",
+                    nodes=1, tasks_per_node=1, gpus_per_node=0, site=site),
+        render_array(run_id="r", comment="c", run_dir=evil_dir, name="n", walltime="00:01:00",
+                     ranks=1, cores_per_node=1, gpus_per_node=0, count=1, throttle=0,
+                     chunk=f"c $(touch {canary})", site=site),
+    ):
+        script = tmp_path / "job.pbs"
+        script.write_text(text)
+        env = {**os.environ, "ARGS_OUT": str(tmp_path / "args"), "ENV_OUT": str(tmp_path / "env")}
+        subprocess.run(["bash", str(script)], check=True, env=env, timeout=30)
+        args = (tmp_path / "args").read_text().splitlines()
+        assert str(evil_dir) in args
+        assert f"EVIL=$(touch {canary}) `touch {canary}` ' \" ; x" in \
+            (tmp_path / "env").read_text()
+        assert not canary.exists()
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), [
+    ("scheduler: pbs\nqueue: 'prod q'\n", 2, "queue", "cannot carry"),
+    ("scheduler: pbs\nfilesystems: \"home\\n#PBS -x\"\n", 2, "filesystems", "single line"),
+    ("scheduler: pbs\npartition: debug\n", 2, "partition", "a Slurm setting"),
+    ("scheduler: slurm\nqueue: prod\n", 2, "queue", "a PBS setting"),
+    ("scheduler: pbs\nmpi: pmix\n", 2, "mpi", "one of pals, hydra, openmpi"),
+    ("scheduler: pbs\nselect_extra: $(reboot)\n", 2, "select_extra", "cannot carry"),
+])
+def test_bad_pbs_site_values_are_located_errors(tmp_path: Path, text: str, line: int,
+                                                key: str, words: str) -> None:
+    path = write(tmp_path / "site.yaml", text)
+    with pytest.raises(UserError) as info:
+        load_site(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: {key}: "), message
+    assert words in message
+
+
+def test_pbs_site_configs_ship() -> None:
+    polaris = load_site(CONFIGS / "polaris-like.yaml")
+    assert (polaris.scheduler, polaris.mpi, polaris.gpus_per_node) == ("pbs", "pals", 4)
+    assert (polaris.filesystems, polaris.select_extra) == ("home:eagle", "system=polaris")
+    generic = load_site(CONFIGS / "generic-pbs.yaml")
+    assert (generic.scheduler, generic.mpi) == ("pbs", "hydra")
+
+
+@pytest.mark.parametrize("workflow", ["nt3_polaris_pack.yaml", "pbs_array.yaml"])
+def test_dry_run_prints_qsub_scripts(workflow: str, tmp_path: Path) -> None:
+    """`candle run --dry-run` with scheduler pbs, as a Polaris user would type it. Array mode
+    asks the server for its limits; with no qstat here it says so and uses the defaults."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [str(root / ".venv" / "bin" / "python"), "-m", "candle.cli", "run", "--dry-run",
+         str(root / "workflows" / workflow)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("#!/bin/bash") == 1
+    assert "#PBS -l filesystems=home:eagle" in proc.stdout
+    assert "#PBS -v CANDLE_TAG=candle-run:" in proc.stdout
+    if workflow == "pbs_array.yaml":
+        assert "#PBS -J 0-11\n#PBS -W max_run_subjobs=4" in proc.stdout
+        assert "array-task" in proc.stdout
+    else:
+        assert "#PBS -l select=2:ncpus=32:mpiprocs=4:ngpus=4:system=polaris" in proc.stdout
+        assert "candle.cli supervise" in proc.stdout
