@@ -1,13 +1,13 @@
 """Against a REAL Slurm (scripts/slurm/start-local-slurm.sh: 4 emulated nodes, slurmdbd +
-MariaDB so sacct works): pack mode with 2-rank Horovod srun steps, array mode with a
-throttle, the no-double-submission guard and cancel (walltime, TIMEOUT and requeue:
-test_slurm_walltime.py). The fixture starts the
+MariaDB so sacct works): pack mode with 2-rank Horovod srun steps across nodes, Optuna in
+pack and array modes, hostile values. What every backend must do (arrays with a throttle,
+no double submission, cancel, a submitter killed mid-sbatch) is in test_backend_suite.py;
+walltime, TIMEOUT and requeue in test_slurm_walltime.py. The fixture starts the
 cluster when it is not up (root needed) and stops it afterwards if it started it."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -95,45 +95,6 @@ def test_pack_mode_runs_horovod_steps_across_nodes(live_slurm: None, tmp_path: P
     assert summary.returncode == 0 and json.loads(summary.stdout)
 
 
-def test_array_mode_with_throttle(live_slurm: None, tmp_path: Path) -> None:
-    points = [{"x": i / 10, "sleep": 2} for i in range(24)]
-    path = sweep_file(tmp_path, "array", search={"points": points},
-                      resources={"mode": "array", "array_throttle": 4})
-    proc = run_candle("run", str(path), "--wait", timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    store = RunStore(tmp_path / "runs" / "array")
-    done = results(store)
-    assert len(done) == 24 and all(r["status"] == "done" for r in done)
-    records = json.loads((store.root / "slurm" / "submissions.json").read_text())
-    assert len(records) == 1 and records[0]["count"] == 24  # one sbatch, not 24
-    script = (store.root / "slurm" / records[0]["script"]).read_text()
-    assert "#SBATCH --array=0-23%4" in script
-    events = sorted([(r["started"], 1) for r in done] + [(r["ended"], -1) for r in done])
-    running = peak = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    assert 2 <= peak <= 4
-    assert status_json(store.root)["batch"][0]["states"] == {"COMPLETED": 24}
-
-
-def test_no_double_submission_and_cancel(live_slurm: None, tmp_path: Path) -> None:
-    path = sweep_file(tmp_path, "cancel", search={"points": [{"x": 0.1, "sleep": 600}]})
-    first = run_candle("run", str(path), timeout=120)
-    assert first.returncode == 0, first.stderr
-    store = RunStore(tmp_path / "runs" / "cancel")
-    wait_for(lambda: status_json(store.root)["batch"][0]["states"].get("RUNNING") == 1, 120,
-             "the allocation to start")
-    again = run_candle("run", str(path), timeout=120)
-    assert again.returncode == 0 and "already submitted" in again.stdout
-    assert len(json.loads((store.root / "slurm" / "submissions.json").read_text())) == 1
-    cancelled = run_candle("cancel", str(store.root), timeout=120)
-    assert cancelled.returncode == 0 and "cancelled 1" in cancelled.stdout
-    wait_for(lambda: status_json(store.root)["batch"][0]["states"].get("CANCELLED") == 1, 120,
-             "CANCELLED in sacct")
-    assert status_json(store.root)["counts"]["done"] == 0
-
-
 def test_nt3_optuna_in_a_pack_allocation(live_slurm: None, tmp_path: Path) -> None:
     """The shipped NT3 Optuna sweep on Slurm: the supervisor inside one 2-node allocation
     asks trials, runs each as a 2-rank Horovod srun step, prunes, and tells the journal."""
@@ -188,53 +149,6 @@ def test_optuna_array_mode_goes_batch_by_batch(live_slurm: None, tmp_path: Path)
     assert len(set(params)) == 5
     scripts = sorted(p.name for p in (store.root / "slurm").glob("array-*.sbatch"))
     assert scripts == ["array-0000.sbatch", "array-0001.sbatch", "array-0002.sbatch"]
-
-
-def test_a_submitter_killed_during_sbatch_never_submits_twice(
-        live_slurm: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The record is written before sbatch and the id after; a `candle run` killed in
-    between leaves a record without an id, which the next one settles by the job's tag.
-    A record lost altogether is rebuilt the same way (the job is adopted)."""
-    from candle.schedulers.batch.follow import run_on_cluster
-    from candle.schedulers.batch.submit import run_id_of
-    from candle.schedulers.slurm import backend
-    from candle.spec import load_sweep
-
-    path = sweep_file(tmp_path, "crash", search={"points": [{"x": 0.1, "sleep": 600}]})
-    real_submit = backend.submit
-
-    def submit_then_die(script: Path, comment: str, after: str = "") -> str:
-        real_submit(script, comment, after)
-        raise KeyboardInterrupt  # killed after sbatch, before the id was written down
-
-    monkeypatch.setattr(backend, "submit", submit_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run_on_cluster(load_sweep(path), dry_run=False, wait=False)
-    monkeypatch.undo()
-    store = RunStore(tmp_path / "runs" / "crash")
-    records_file = store.root / "slurm" / "submissions.json"
-    (record,) = json.loads(records_file.read_text())
-    assert record["job_id"] == ""
-
-    def queued() -> list[str]:  # this run's jobs (by tag) still in the queue
-        out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True,
-                             text=True, timeout=30, check=True).stdout
-        tag = f"candle-run:{run_id_of(store.root)}:"
-        return [line.split("|")[0] for line in out.split() if line.split("|")[1].startswith(tag)
-                and line.split("|")[2] in ("PENDING", "RUNNING")]
-
-    again = run_candle("run", str(path), timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert "already submitted" in again.stdout
-    (record,) = json.loads(records_file.read_text())
-    assert record["job_id"] and queued() == [record["job_id"]]
-    records_file.unlink()  # lost altogether
-    third = run_candle("run", str(path), timeout=120)
-    assert "already submitted" in third.stdout and record["job_id"] in third.stdout
-    (adopted,) = json.loads(records_file.read_text())
-    assert adopted["kind"] == "adopted" and adopted["job_id"] == record["job_id"]
-    assert queued() == [record["job_id"]]  # still one job: nothing submitted twice
-    assert run_candle("cancel", str(store.root), timeout=120).returncode == 0
 
 
 HOSTILE_MODEL = '''
