@@ -69,6 +69,10 @@ def test_mpiexec_hydra_and_openmpi_styles(monkeypatch: pytest.MonkeyPatch) -> No
     ({"CANDLE_GPUS": "2,3", "SLURM_LOCALID": "0"}, "2"),
     ({"CANDLE_GPUS": "0,1,2,3", "PALS_LOCAL_RANKID": "6"}, "2"),
     ({"CANDLE_GPUS": "5"}, "5"),
+    # Polaris-like affinity: ids 0..3 are physical GPUs 3..0
+    ({"CANDLE_GPUS": "0,1,2,3", "PALS_LOCAL_RANKID": "0", "CANDLE_GPU_ORDER": "3,2,1,0"}, "3"),
+    ({"CANDLE_GPUS": "2,3", "PALS_LOCAL_RANKID": "1", "CANDLE_GPU_ORDER": "3,2,1,0"}, "0"),
+    ({"CANDLE_GPUS": "0", "MPI_LOCALRANKID": "0", "CANDLE_GPU_ORDER": "3,2,1,0"}, "3"),
 ])
 def test_each_rank_binds_its_gpu(env: dict[str, str], expected: str) -> None:
     assert bind_gpu(env) == expected
