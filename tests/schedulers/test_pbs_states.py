@@ -146,3 +146,31 @@ def test_qsub_replies_and_qdel_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(backend, "run_cmd", refused)
     with pytest.raises(SchedulerError):
         backend.cancel(["12.vm"])
+
+
+@pytest.mark.parametrize(("letter", "state"), [
+    ("Q", AllocState.PENDING), ("H", AllocState.PENDING), ("W", AllocState.PENDING),
+    ("T", AllocState.PENDING), ("R", AllocState.RUNNING), ("E", AllocState.RUNNING),
+    ("B", AllocState.RUNNING), ("S", AllocState.RUNNING), ("U", AllocState.RUNNING),
+    ("M", AllocState.UNKNOWN),  # moved to another server: not ours to follow
+])
+def test_live_letters_without_a_sample(letter: str, state: AllocState) -> None:
+    """The letters the samples do not show (E, W, S, T, U, M), from the qstat man page."""
+    from candle.schedulers.pbs.states import translate
+
+    assert translate({"job_state": letter}) is state
+
+
+@pytest.mark.parametrize(("code", "state"), [
+    (-26, AllocState.OUT_OF_MEMORY), (-27, AllocState.OUT_OF_MEMORY),
+    (-20, AllocState.NODE_FAIL), (-14, AllocState.NODE_FAIL), (265, AllocState.FAILED),
+    (-1, AllocState.FAILED), (0, AllocState.COMPLETED),
+])
+def test_exit_status_meanings(code: int, state: AllocState) -> None:
+    """OpenPBS's JOB_EXEC_* codes (src/include/job.h) and 256 + signal."""
+    from candle.schedulers.pbs.states import translate
+
+    job = json.loads(sample("finished_exit3.json"))["Jobs"]["13.vm"]
+    job["Exit_status"] = code
+    job["comment"] = "Job run at Sat Nov 21 at 22:37 on (vm:ncpus=1)"
+    assert translate(job) is state
