@@ -40,6 +40,7 @@ JOB_FINISHED = 35  # qdel: "Job has finished"
 STIME_FORMAT = "%a %b %d %H:%M:%S %Y"  # 'Sat Nov 21 22:37:58 2026', the server's local time
 DEFAULT_MAX_ARRAY = 10000  # OpenPBS's max_array_size when the server does not say
 DEFAULT_MAX_QUEUED = 10000
+CLOCK_SLACK = 120.0  # seconds of skew tolerated between the server's clock and this node's
 
 STATUS_RETRY = Retry(attempts=3, first_delay=1.0, timeout=60.0)
 SUBMIT_RETRY = Retry(attempts=4, first_delay=2.0, timeout=120.0)
@@ -155,16 +156,26 @@ def cluster_limits() -> tuple[int, int]:
 
 
 def allocation_end(job_id: str) -> float | None:
-    """When this job's walltime runs out: its stime + Resource_List.walltime."""
+    """When this job's walltime runs out: its stime + Resource_List.walltime. stime is the
+    server's local time; read here in this node's zone, it is checked against the
+    document's epoch timestamp (the server's now): a start in the future, or longer ago
+    than the walltime, means the zones differ, and the caller falls back to its own
+    start + walltime."""
     if not job_id:
         return None
     try:
         document = load_document(_query(["qstat", "-f", "-F", "json", job_id]))
         attrs = (document.get("Jobs") or {})[job_id]
         started = time.mktime(time.strptime(str(attrs["stime"]), STIME_FORMAT))
-        return started + walltime_seconds(str(attrs["Resource_List"]["walltime"]))
+        limit = walltime_seconds(str(attrs["Resource_List"]["walltime"]))
+        server_now = float(document.get("timestamp", time.time()))
     except (SchedulerError, KeyError, ValueError, TypeError):
         return None
+    if not server_now - limit - CLOCK_SLACK <= started <= server_now + CLOCK_SLACK:
+        log.warning("qstat's stime %r does not fit this node's clock; using the "
+                    "supervisor's own start", attrs["stime"])
+        return None
+    return started + limit
 
 
 def _user() -> str:
