@@ -1,1 +1,1 @@
-"""How an allocation is asked for (local, slurm): render, submit, batched status, cancel."""
+"""How an allocation is asked for: `batch/` for any scheduler, `slurm/` and `pbs/` behind it."""

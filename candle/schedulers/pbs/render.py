@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 from string import Template
 
-from candle.schedulers.slurm.render import python_of
+from candle.schedulers.batch.shell import python_of, shell_lines
 from candle.spec.model import walltime_seconds
 from candle.spec.site import SiteConfig
 
@@ -72,12 +72,6 @@ def _resources(site: SiteConfig) -> str:
     return "".join(f"#PBS {line}\n" for line in lines)
 
 
-def _shell_lines(site: SiteConfig) -> dict[str, str]:
-    modules = "".join(f"module load {shlex.quote(m)}\n" for m in site.modules)
-    setup = "".join(f"{line}\n" for line in site.setup)  # the site's own shell, as written
-    exports = "".join(f"export {name}={shlex.quote(value)}\n"
-                      for name, value in sorted(site.env.items()))
-    return {"modules": modules, "setup": setup, "exports": exports}
 
 
 def _header(kind: str, *, output: str, select_spec: str, array: str, run_id: str,
@@ -87,7 +81,7 @@ def _header(kind: str, *, output: str, select_spec: str, array: str, run_id: str
         name=f"candle-{name}", select=select_spec, walltime=pbs_walltime(walltime),
         resources=_resources(site), output=output, comment=comment, array=array,
         site_directives=directives, kind=kind, run_id=run_id, lead=lead,
-        **_shell_lines(site))
+        **shell_lines(site))
 
 
 def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,

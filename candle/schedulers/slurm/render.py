@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from candle.schedulers.batch.shell import python_of, shell_lines
 from candle.spec.site import SiteConfig
 
 # --signal=B:USR1@lead: the batch shell (exec'd into the supervisor) is warned ``lead``
@@ -53,16 +53,7 @@ def _directives(site: SiteConfig) -> str:
     return "".join(f"#SBATCH {line}\n" for line in lines)
 
 
-def _shell_lines(site: SiteConfig) -> dict[str, str]:
-    modules = "".join(f"module load {shlex.quote(m)}\n" for m in site.modules)
-    setup = "".join(f"{line}\n" for line in site.setup)  # the site's own shell, as written
-    exports = "".join(f"export {name}={shlex.quote(value)}\n"
-                      for name, value in sorted(site.env.items()))
-    return {"modules": modules, "setup": setup, "exports": exports}
 
-
-def python_of(site: SiteConfig) -> str:
-    return site.python or sys.executable
 
 
 def _lifecycle(signal_lead: int) -> list[str]:
@@ -76,7 +67,7 @@ def _header(kind: str, output: str, resources: list[str], *, run_id: str, commen
     return HEADER.substitute(
         name=f"candle-{name}", comment=comment, time=walltime, output=output, kind=kind,
         run_id=run_id, resources="".join(f"#SBATCH {r}\n" for r in resources),
-        site_directives=_directives(site), **_shell_lines(site))
+        site_directives=_directives(site), **shell_lines(site))
 
 
 def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
