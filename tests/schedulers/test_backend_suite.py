@@ -25,6 +25,7 @@ import pytest
 
 from candle.schedulers.batch.backend import backend_for
 from candle.store import RunStore
+from tests.chaos.test_walltime import EPOCH_MODEL
 from tests.conftest import ROOT, run_candle, write
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -36,28 +37,6 @@ import time
 def objective(params):
     time.sleep(float(params.get("sleep", 0)))
     return {"val_loss": (params["x"] - 0.3) ** 2}
-'''
-EPOCH_MODEL = '''
-import json, os, time
-from pathlib import Path
-
-import candle
-
-
-def objective(params):
-    """`epochs` epochs of `epoch_s` seconds; state saved before each report."""
-    job_dir = Path(params["job_dir"])
-    state = job_dir / "state.json"
-    start = json.loads(state.read_text())["epoch"] if state.exists() else 0
-    for epoch in range(start + 1, params["epochs"] + 1):
-        time.sleep(params["epoch_s"])
-        with open(job_dir / "epochs.log", "a") as log:
-            log.write(f"{epoch}\\n")
-        tmp = job_dir / "state.tmp"
-        tmp.write_text(json.dumps({"epoch": epoch}))
-        os.replace(tmp, state)
-        candle.report(epoch, {"val_loss": 1.0 / epoch})
-    return {"val_loss": 1.0 / params["epochs"], "resumed_from": start}
 '''
 # The double's one host, as a PBS site: Open MPI without PBS integration (mpiexec --host).
 PBS_DOUBLE_SITE = """

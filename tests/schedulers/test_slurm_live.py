@@ -8,7 +8,6 @@ cluster when it is not up (root needed) and stops it afterwards if it started it
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from candle.store import RunStore
 from tests.conftest import ROOT, run_candle, write
+from tests.schedulers.test_backend_suite import results, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -45,26 +45,6 @@ def sweep_file(tmp_path: Path, name: str, **over: Any) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(json.dumps(doc))
     return path
-
-
-def results(store: RunStore) -> list[dict[str, Any]]:
-    return [store.result(job.id) or {} for job in store.jobs()]
-
-
-def status_json(run_dir: Path) -> dict[str, Any]:
-    proc = run_candle("status", str(run_dir), "--format", "json", timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_pack_mode_runs_horovod_steps_across_nodes(live_slurm: None, tmp_path: Path) -> None:
