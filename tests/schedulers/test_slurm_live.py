@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,34 +17,6 @@ from tests.conftest import ROOT, run_candle, write
 from tests.schedulers.test_backend_suite import results, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-MODEL = '''
-import time
-
-def objective(params):
-    time.sleep(float(params.get("sleep", 0)))
-    return {"val_loss": (params["x"] - 0.3) ** 2}
-'''
-
-
-def sweep_file(tmp_path: Path, name: str, **over: Any) -> Path:
-    write(tmp_path / "model.py", MODEL)
-    doc: dict[str, Any] = {
-        "name": name, "benchmark": "model:objective",
-        "search": {"method": "list", "points": [{"x": 0.1}], "metric": "val_loss"},
-        "resources": {"scheduler": "slurm", "site": str(ROOT / "configs" / "local-slurm.yaml"),
-                      "walltime": "00:05:00"},
-        "retries": 0, "store": str(tmp_path / "runs"),
-    }
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(doc.get(key), dict):
-            doc[key] = {**doc[key], **value}
-        else:
-            doc[key] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(json.dumps(doc))
-    return path
-
 
 def test_pack_mode_runs_horovod_steps_across_nodes(live_slurm: None, tmp_path: Path) -> None:
     doc = json.loads(json.dumps(__import__("yaml").safe_load(
