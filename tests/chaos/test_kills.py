@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -87,7 +88,13 @@ def test_supervisor_sigkilled_at_ten_random_moments(tmp_path: Path) -> None:
                            text=True, timeout=600)
     assert final.returncode == 0, final.stderr
     assert done_before[-1] < JOBS, "the kills came too late to test anything"
-    assert f"{done_before[-1]} already done" in final.stdout or done_before[-1] == 0
+    # A job the last kill orphaned may still finish its result after the count above
+    # (the supervisor died, its running jobs did not): at most max_concurrent more.
+    match = re.search(r"(\d+) done, 0 failed, (\d+) already done", final.stdout)
+    assert match, final.stdout
+    ran, reused = int(match[1]), int(match[2])
+    assert ran + reused == JOBS
+    assert done_before[-1] <= reused <= done_before[-1] + 2, (done_before, final.stdout)
     assert_every_job_done_once(tmp_path)
 
 
