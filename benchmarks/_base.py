@@ -182,3 +182,4 @@ class TrainContext:
     size: int = 1
     threads: int = 0
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
+    uq: dict[str, Any] | None = None  # the sweep's uq section (candle.spec UQSpec record)

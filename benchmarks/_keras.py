@@ -8,7 +8,8 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 
 from benchmarks._base import TrainContext
 from benchmarks._horovod import Distribution, current, use, weights_digest
+from benchmarks._uq import UQConfig, predict, transform_training_set
 from candle.job import interrupt
 
 
@@ -30,6 +32,12 @@ class Arrays:
     x_val: NDArray[Any]
     y_val: NDArray[Any]
     train_samples: int | None = None
+    # UQ and CV: what a job saves besides its metrics (rank 0, after training).
+    kind: str = "classification"  # one-hot classes, or "regression"
+    predict_x: Any = None  # the whole test set (a Sequence: its batches); default x_val
+    predict_y: NDArray[Any] | None = None  # its targets (class labels); default from y_val
+    split_output: Callable[[NDArray[np.float32]], dict[str, Any]] | None = None
+    fold_assignment: NDArray[np.int64] | None = None  # CV: the fold of each training sample
 
 
 def configure_tensorflow(ctx: TrainContext) -> Any:
@@ -139,11 +147,17 @@ def fit(
                                            custom_objects=dist.custom_objects(tf))
         initial_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
+    uq = UQConfig.of(ctx.uq)
+    whole = data  # rank 0 predicts on the whole test set, not its shard
     train_samples = data.train_samples
     if isinstance(data.x_train, np.ndarray):
-        train_samples = len(data.x_train) // dist.size * dist.size
-        data = Arrays(dist.shard(data.x_train, equal=True), dist.shard(data.y_train, equal=True),
-                      dist.shard(data.x_val, equal=False), dist.shard(data.y_val, equal=False))
+        x_train, y_train = transform_training_set(data.x_train, data.y_train, uq, params,
+                                                  ctx.seed)
+        train_samples = len(x_train) // dist.size * dist.size
+        data = replace(data, x_train=dist.shard(x_train, equal=True),
+                       y_train=dist.shard(y_train, equal=True),
+                       x_val=dist.shard(data.x_val, equal=False),
+                       y_val=dist.shard(data.y_val, equal=False))
     local_logs: dict[str, float] = {}
 
     class _LocalLogs(tf.keras.callbacks.Callback):  # type: ignore[misc]
@@ -200,7 +214,22 @@ def fit(
         per_rank = dist.gather({"rank": dist.rank, "weights": weights_digest(model),
                                 "local_metrics": dict(local_logs)})
         result["horovod"] = {"size": dist.size, "ranks": per_rank}
+    if dist.rank == 0:
+        if uq is not None:
+            result["predictions"] = predict_test_set(model, whole, uq)
+        if whole.fold_assignment is not None:
+            result["fold_assignment"] = whole.fold_assignment
     return result
+
+
+def predict_test_set(model: Any, data: Arrays, uq: UQConfig) -> Any:
+    """The trained model's predictions on the job's whole validation/test set."""
+    x = data.predict_x if data.predict_x is not None else data.x_val
+    y = data.predict_y
+    if y is None:
+        y = data.y_val.argmax(axis=1) if data.kind == "classification" else data.y_val
+    return predict(model, x, np.asarray(y), data.kind, uq,
+                   data.split_output)
 
 
 def maxabs_scale(*arrays: NDArray[np.float32]) -> list[NDArray[np.float32]]:

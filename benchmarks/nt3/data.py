@@ -99,6 +99,7 @@ def load(params: dict[str, Any], fold: int | None, folds: int | None, cv_seed: i
         x_train, y_train, x_test, y_test = load_csv_pair(directory, *files)
         _check_labels(directory, files, (y_train, y_test), classes)
     x_train, x_test = maxabs_scale(x_train, x_test)
+    assignment = None
     if fold is not None and folds is not None:
         assignment = kfold_assignment(len(y_train), folds, cv_seed,
                                       labels=y_train if stratify else None)
@@ -108,4 +109,5 @@ def load(params: dict[str, Any], fold: int | None, folds: int | None, cv_seed: i
     else:
         x_val, y_val = x_test, y_test
     eye = np.eye(classes, dtype=np.float32)
-    return Arrays(x_train[..., None], eye[y_train], x_val[..., None], eye[y_val])
+    return Arrays(x_train[..., None], eye[y_train], x_val[..., None], eye[y_val],
+                  kind="classification", predict_y=y_val, fold_assignment=assignment)

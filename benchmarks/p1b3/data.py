@@ -59,6 +59,7 @@ class DoseData:
     train_idx: NDArray[np.int64]
     val_idx: NDArray[np.int64]
     dropped_unknown: int = 0
+    fold_assignment: NDArray[np.int64] | None = None  # CV: the fold of every row
 
     @property
     def width(self) -> int:
@@ -230,6 +231,7 @@ def load(params: dict[str, Any], fold: int | None, folds: int | None,
             raise ValueError(f"cannot split {n_cells} cell lines into {folds} folds")
         assignment = kfold_assignment(n, folds, cv_seed, groups=data.cell_idx)
         data.train_idx, data.val_idx = fold_indices(assignment, fold)
+        data.fold_assignment = assignment
     else:
         order = np.random.default_rng(int(params["rng_seed"])).permutation(n)
         n_val = int(n * float(params["val_split"]))

@@ -12,7 +12,8 @@ from numpy.typing import NDArray
 from benchmarks._base import TrainContext
 from benchmarks._horovod import current
 from benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
-from benchmarks.p1b3 import data
+from benchmarks._uq import NOISE_SEED, UQConfig, bootstrap_indices, noise_level, noisy_targets
+from benchmarks.p1b3 import data, spread
 
 _R2: dict[str, Callable[..., Any]] = {}
 
@@ -77,6 +78,12 @@ def build_model(tf: Any, params: dict[str, Any], width: int) -> Any:
             model.add(layers.Activation(params["activation"]))
             if params["dropout"]:
                 model.add(layers.Dropout(params["dropout"]))
+    head = params.get("_uq_loss")  # uq.loss: predict a spread as well
+    if head:
+        model.add(layers.Dense(spread.HEADS[head]))
+        model.compile(loss=spread.loss(tf, head), optimizer=make_optimizer(tf, params),
+                      metrics=spread.point_metrics(tf, head))
+        return model
     model.add(layers.Dense(1))
     model.compile(loss=params["loss"], optimizer=make_optimizer(tf, params),
                   metrics=["mse", "mae", r2_metric(tf)])
@@ -89,15 +96,20 @@ def build(params: dict[str, Any], width: int | None = None) -> Any:
 
 
 def batches(tf: Any, dose: data.DoseData, idx: NDArray[np.int64], batch_size: int,
-            channel: bool, shuffle_seed: int | None) -> Any:
+            channel: bool, shuffle_seed: int | None, y: NDArray[np.float32] | None = None,
+            feature_noise: float = 0.0) -> Any:
     """A keras Sequence gathering rows per batch (the joined matrix may not fit in memory);
-    training batches are reshuffled every epoch from ``shuffle_seed``."""
+    training batches are reshuffled every epoch from ``shuffle_seed``. ``y``: targets in
+    place of dose.y (UQ label noise); ``feature_noise``: Gaussian noise of that std on the
+    gathered features, drawn per batch and epoch from ``shuffle_seed`` (UQ feature noise)."""
+    targets = dose.y if y is None else y
 
     class DoseBatches(tf.keras.utils.Sequence):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.order = idx.copy()
             self.rng = np.random.default_rng(shuffle_seed)
+            self.epoch = 0
             if shuffle_seed is not None:
                 self.rng.shuffle(self.order)
 
@@ -107,9 +119,13 @@ def batches(tf: Any, dose: data.DoseData, idx: NDArray[np.int64], batch_size: in
         def __getitem__(self, i: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
             chosen = self.order[i * batch_size : (i + 1) * batch_size]
             x = dose.rows(chosen)
-            return (x[..., None] if channel else x), dose.y[chosen][:, None]
+            if feature_noise > 0:
+                noise = np.random.default_rng([NOISE_SEED, shuffle_seed or 0, self.epoch, i])
+                x += noise.normal(0.0, feature_noise, x.shape).astype(np.float32)
+            return (x[..., None] if channel else x), targets[chosen][:, None]
 
         def on_epoch_end(self) -> None:
+            self.epoch += 1
             if shuffle_seed is not None:
                 self.rng.shuffle(self.order)
 
@@ -119,14 +135,32 @@ def batches(tf: Any, dose: data.DoseData, idx: NDArray[np.int64], batch_size: in
 def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
     tf = configure_tensorflow(ctx)
     dose = data.load(params, ctx.fold, ctx.folds, ctx.cv_seed)
-    model = build_model(tf, params, dose.width)
+    uq = UQConfig.of(ctx.uq)
+    head = uq.loss if uq is not None else None
+    model = build_model(tf, {**params, "_uq_loss": head}, dose.width)
     size = int(params["batch_size"])
     channel = bool(params["conv"])
     no_y: Any = None  # the Sequences yield (x, y) themselves
     dist = current()  # under Horovod each rank gathers batches from its own rows only
-    train_idx = dist.shard(dose.train_idx, equal=True)
+    # The replica's training rows: a bootstrap resample, noisy targets or noisy features.
+    rows, targets, feature_noise = dose.train_idx, dose.y, 0.0
+    if uq is not None and uq.method == "bootstrap":
+        rows = rows[bootstrap_indices(len(rows), ctx.seed)]
+    if uq is not None and uq.method == "noise":
+        if uq.noise == "labels":
+            targets = dose.y.copy()
+            targets[dose.train_idx] = noisy_targets(dose.y[dose.train_idx], noise_level(params),
+                                                    ctx.seed)
+        else:
+            feature_noise = noise_level(params)
+    train_idx = dist.shard(rows, equal=True)
     val_idx = dist.shard(dose.val_idx, equal=False)
-    arrays = Arrays(batches(tf, dose, train_idx, size, channel, ctx.seed), no_y,
+    arrays = Arrays(batches(tf, dose, train_idx, size, channel, ctx.seed, targets,
+                            feature_noise), no_y,
                     batches(tf, dose, val_idx, size, channel, None), no_y,
-                    train_samples=len(train_idx) * dist.size)
+                    train_samples=len(train_idx) * dist.size, kind="regression",
+                    predict_x=batches(tf, dose, dose.val_idx, size, channel, None),
+                    predict_y=dose.y[dose.val_idx],
+                    split_output=spread.split_output(head) if head else None,
+                    fold_assignment=dose.fold_assignment)
     return fit(tf, model, arrays, params, ctx)

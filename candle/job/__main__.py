@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics=tuple(meta.get("metrics") or [meta["metric"]]),
         cv_seed=meta.get("cv_seed", 0), stratify=meta.get("stratify", True),
         attempt=args.attempt, threads=args.threads, report_epochs=bool(adaptive),
-        wait_for_verdict=adaptive.get("pruner", "none") != "none",
+        wait_for_verdict=adaptive.get("pruner", "none") != "none", uq=meta.get("uq"),
     )
     rank, size = mpi_rank_and_size()
     if result["status"] not in ("done", "pruned", "interrupted"):

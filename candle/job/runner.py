@@ -12,8 +12,9 @@ from typing import Any
 from benchmarks._base import TrainContext, get_benchmark
 from candle.job.interrupt import Interrupted
 from candle.job.progress import EpochReporter, Pruned, use_reporter
-from candle.job.user_model import load_function, metrics_from
+from candle.job.user_model import load_function, metrics_from, predictions_from
 from candle.plan.jobs import Job
+from candle.uq.predictions import save as save_predictions
 
 
 def mpi_rank_and_size() -> tuple[int, int]:
@@ -41,12 +42,51 @@ def train_job(
         call_params = {**params, "fold": ctx.fold, "folds": ctx.folds,
                        "replica": ctx.replica, "seed": ctx.seed, "job_dir": str(ctx.job_dir),
                        "rank": ctx.rank, "size": ctx.size}
-        metrics, history = metrics_from(fn(call_params))
-        return {"metrics": metrics, "history": history}
+        returned = fn(call_params)
+        metrics, history = metrics_from(returned)
+        outcome: dict[str, Any] = {"metrics": metrics, "history": history}
+        predicted = predictions_from(returned)
+        if predicted is not None:
+            outcome["predictions"] = predicted
+        return outcome
     definition = get_benchmark(benchmark)
     full = {**definition.defaults(), **params}
     result: dict[str, Any] = definition.train_function()(full, ctx)
     return result
+
+
+def save_outputs(outcome: dict[str, Any], job_dir: Path, rank: int) -> None:
+    """Move the arrays a training returned out of its record into files (rank 0 writes):
+    test-set predictions to the job's predictions.npz, the CV fold assignment to the run's
+    content-addressed ``cv/folds-<digest>.npy`` (every fold of a point shares one file)."""
+    predicted = outcome.pop("predictions", None)
+    assignment = outcome.pop("fold_assignment", None)
+    if rank != 0:
+        return
+    if predicted is not None:
+        outcome["predictions"] = save_predictions(job_dir, predicted).name
+    if assignment is not None:
+        outcome["fold_assignment"] = save_fold_assignment(job_dir.parent.parent, assignment)
+
+
+def save_fold_assignment(run_root: Path, assignment: Any) -> str:
+    """``cv/folds-<digest>.npy`` under the run (written once; same content, same name)."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    from candle.store.atomic import atomic_write_bytes
+
+    array = np.asarray(assignment, dtype=np.int16)
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    name = f"cv/folds-{hashlib.sha256(buffer.getvalue()).hexdigest()[:16]}.npy"
+    path = run_root / name
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
+    return name
 
 
 def execute(
@@ -62,6 +102,7 @@ def execute(
     threads: int = 0,
     report_epochs: bool = False,
     wait_for_verdict: bool = False,
+    uq: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``job`` and return its result record (status done, pruned, interrupted or
     failed), never raising. ``report_epochs``: an adaptive search follows the job epoch by
@@ -73,7 +114,7 @@ def execute(
     use_reporter(reporter, size)
     ctx = TrainContext(job_dir=job_dir, seed=job.seed, fold=job.fold, folds=job.folds,
                        cv_seed=cv_seed, stratify=stratify, replica=job.replica,
-                       rank=rank, size=size, threads=threads, on_epoch=reporter)
+                       rank=rank, size=size, threads=threads, on_epoch=reporter, uq=uq)
     record: dict[str, Any] = {
         "job_id": job.id, "point": job.point, "fold": job.fold, "replica": job.replica,
         "attempt": attempt, "host": socket.gethostname(), "ranks": size,
@@ -82,6 +123,7 @@ def execute(
     }
     try:
         outcome = train_job(benchmark, job.params, ctx, base_dir)
+        save_outputs(outcome, job_dir, rank)
         reported = outcome.get("metrics", {})
         for metric in metrics:
             if metric not in reported:

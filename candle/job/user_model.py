@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from candle.uq.predictions import Predictions
+
 
 def load_function(spec: str, base_dir: Path) -> Callable[..., Any]:
     """Import ``module:function`` with the sweep file's folder first on sys.path."""
@@ -22,12 +24,38 @@ def load_function(spec: str, base_dir: Path) -> Callable[..., Any]:
 
 
 def metrics_from(returned: Any) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """A dict of metrics, or a Keras History whose last epoch counts."""
+    """A dict of metrics, or a Keras History whose last epoch counts. The dict may also
+    hold ``history`` (per-epoch lists, for learning curves) and ``predictions`` (see
+    `predictions_from`)."""
     history = getattr(returned, "history", None)
     if isinstance(history, dict):
         series = {str(k): [float(x) for x in v] for k, v in history.items()}
         return {k: v[-1] for k, v in series.items() if v}, series
     if isinstance(returned, dict):
-        return {str(k): float(v) for k, v in returned.items()}, {}
+        extra = returned.get("history") or {}
+        if not isinstance(extra, dict):
+            raise TypeError("a user model's 'history' must map metric names to lists")
+        series = {str(k): [float(x) for x in v] for k, v in extra.items()}
+        return {str(k): float(v) for k, v in returned.items()
+                if k not in ("history", "predictions")}, series
     raise TypeError(f"a user model must return a dict of metrics or a Keras History, "
                     f"got {type(returned).__name__}")
+
+
+def predictions_from(returned: Any) -> Predictions | None:
+    """A user model's test-set predictions, for UQ summaries: ``{"predictions": {"kind":
+    "regression" | "classification", "y_true": ..., "mean": ..., optional "sigma",
+    "quantiles" + "quantile_levels", "samples"}}``."""
+    if not isinstance(returned, dict) or "predictions" not in returned:
+        return None
+    raw = returned["predictions"]
+    if not isinstance(raw, dict):
+        raise TypeError("a user model's 'predictions' must be a mapping")
+    import numpy as np
+
+    unknown = set(raw) - {"kind", "y_true", "mean", "sigma", "quantiles", "quantile_levels",
+                          "samples"}
+    if unknown:
+        raise TypeError(f"unknown prediction keys: {', '.join(sorted(unknown))}")
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in raw.items() if k != "kind"}
+    return Predictions(kind=str(raw.get("kind", "regression")), **arrays)

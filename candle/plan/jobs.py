@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from candle.plan.points import grid_size, iter_points
-from candle.spec.model import Sweep
+from candle.spec.model import NOISE_PARAM, Sweep
 
 REPLICA_SEED_STRIDE = 7919  # a prime, so replica seeds never collide with fold arithmetic
 
@@ -52,11 +52,23 @@ def count_points(sweep: Sweep) -> int:
     spec = sweep.search
     if spec.method == "optuna":
         return spec.trials
+    levels = max(1, len(sweep.uq.noise_levels)) if sweep.uq else 1
     if spec.method == "grid":
-        return grid_size(spec)
+        return grid_size(spec) * levels
     if spec.method == "list":
-        return len(spec.points)
-    return sum(1 for _ in iter_points(spec))
+        return len(spec.points) * levels
+    return sum(1 for _ in iter_points(spec)) * levels
+
+
+def sweep_points(sweep: Sweep) -> Iterator[dict[str, Any]]:
+    """The search's points; a UQ noise sweep crosses each with every noise level (the
+    levels innermost, so one point's levels sit side by side in summaries)."""
+    levels = sweep.uq.noise_levels if sweep.uq else ()
+    for point in iter_points(sweep.search):
+        if not levels:
+            yield point
+        for level in levels:
+            yield {**point, NOISE_PARAM: level}
 
 
 def _base_seed(sweep: Sweep) -> int:
@@ -76,7 +88,7 @@ def iter_jobs(sweep: Sweep) -> Iterator[Job]:
     if sweep.search.method == "optuna":
         return
     template = JobTemplate.of(sweep)
-    for index, point in enumerate(iter_points(sweep.search)):
+    for index, point in enumerate(sweep_points(sweep)):
         yield from template.jobs(index, point)
 
 

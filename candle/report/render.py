@@ -160,6 +160,54 @@ def print_summary(summary: Summary) -> None:
                       *(_fmt(row.params.get(n, "")) for n in names),
                       value, str(row.n), str(row.failed))
     console.print(table)
+    if summary.uq_method is not None:
+        _print_uq(console, summary, names)
+    if summary.fold_assignments is not None:
+        _print_folds(console, summary, names)
+
+
+UQ_COLUMNS = {
+    "regression": ("ensemble_mse", "ensemble_r2", "spread", "predictive_std", "coverage_68",
+                   "coverage_95", "calibration_error"),
+    "classification": ("ensemble_accuracy", "mean_entropy", "ece", "spread"),
+}
+
+
+def _print_uq(console: Console, summary: Summary, names: list[str]) -> None:
+    rows = [r for r in summary.rows if r.uq is not None]
+    if not rows or summary.uq_kind is None:
+        console.print(f"UQ ({summary.uq_method}): no predictions saved yet")
+        return
+    columns = UQ_COLUMNS[summary.uq_kind]
+    table = Table(title=f"UQ: {summary.uq_method}, ensemble of each point's members "
+                        "(coverage: share of targets inside the 68% / 95% interval)")
+    for column in ("point", *names, "members", "samples", *columns):
+        table.add_column(column)
+    for row in sorted(rows, key=lambda r: r.point):
+        assert row.uq is not None
+        metrics = row.uq["metrics"]
+        table.add_row(str(row.point), *(_fmt(row.params.get(n, "")) for n in names),
+                      str(row.uq["members"]), str(row.uq["samples"]),
+                      *("-" if metrics.get(c) is None else f"{metrics[c]:.4g}"
+                        for c in columns))
+    console.print(table)
+
+
+def _print_folds(console: Console, summary: Summary, names: list[str]) -> None:
+    rows = [r for r in summary.rows if r.folds is not None]
+    if not rows:
+        return
+    folds = len(rows[0].folds or [])
+    table = Table(title=f"CV: {summary.metric} per fold")
+    for column in ("point", *names, *(f"fold {i}" for i in range(folds)), "mean ± std"):
+        table.add_column(column)
+    for row in rows:
+        value = "-" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
+        table.add_row(str(row.point), *(_fmt(row.params.get(n, "")) for n in names),
+                      *(_fmt(v) for v in row.folds or []), value)
+    console.print(table)
+    files = ", ".join(summary.fold_assignments or []) or "none saved yet"
+    console.print(f"fold assignment (fold of each training sample, .npy): {files}")
 
 
 def print_study_summary(summary: StudySummary) -> None:
@@ -204,11 +252,18 @@ def summary_csv(summary: Summary) -> str:
     names = sorted({k for r in summary.rows for k in r.params})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["best", "point", *names, "metric", "mean", "std", "n", "failed"])
+    uq_columns = UQ_COLUMNS.get(summary.uq_kind or "", ())
+    folds = max((len(r.folds) for r in summary.rows if r.folds is not None), default=0)
+    writer.writerow(["best", "point", *names, "metric", "mean", "std", "n", "failed",
+                     *(f"uq_{c}" for c in uq_columns), *(f"fold_{i}" for i in range(folds))])
     for row in summary.rows:
+        metrics = (row.uq or {}).get("metrics", {})
         writer.writerow([int(row.best), row.point, *(_fmt(row.params.get(n, "")) for n in names),
                          summary.metric, "" if row.mean is None else repr(row.mean),
-                         "" if row.std is None else repr(row.std), row.n, row.failed])
+                         "" if row.std is None else repr(row.std), row.n, row.failed,
+                         *("" if metrics.get(c) is None else repr(metrics[c])
+                           for c in uq_columns),
+                         *("" if v is None else repr(v) for v in (row.folds or [None] * folds))])
     return buffer.getvalue()
 
 

@@ -1,4 +1,5 @@
-"""`candle summary`: one row per search point, metric mean ± std over folds and replicas."""
+"""`candle summary`: one row per search point, metric mean ± std over folds and replicas;
+for a UQ run each point's ensemble numbers, for a CV run its metric per fold."""
 
 from __future__ import annotations
 
@@ -20,11 +21,18 @@ class PointRow:
     failed: int
     pending: int
     best: bool = False
+    uq: dict[str, Any] | None = None  # UQRow.to_dict(): the point's ensemble numbers
+    folds: list[float | None] | None = None  # CV: the metric per fold (replicas averaged)
 
     def to_dict(self, metric: str) -> dict[str, Any]:
-        return {"point": self.point, "params": self.params, "metric": metric,
-                "mean": self.mean, "std": self.std, "n": self.n, "failed": self.failed,
-                "pending": self.pending, "best": self.best}
+        out = {"point": self.point, "params": self.params, "metric": metric,
+               "mean": self.mean, "std": self.std, "n": self.n, "failed": self.failed,
+               "pending": self.pending, "best": self.best}
+        if self.uq is not None:
+            out["uq"] = self.uq
+        if self.folds is not None:
+            out["folds"] = self.folds
+        return out
 
 
 @dataclass
@@ -32,6 +40,9 @@ class Summary:
     metric: str
     direction: str
     rows: list[PointRow]
+    uq_method: str | None = None
+    uq_kind: str | None = None  # regression | classification, once predictions exist
+    fold_assignments: list[str] | None = None  # CV: run-relative .npy files (fold per sample)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -77,7 +88,27 @@ def summarise(store: RunStore) -> Summary:
     rows.sort(key=lambda r: (r.mean is None, sign * (r.mean or 0.0), r.point))
     if rows and rows[0].mean is not None:
         rows[0].best = True
-    return Summary(metric, direction, rows)
+    summary = Summary(metric, direction, rows)
+    _add_uq_and_folds(store, summary)
+    return summary
+
+
+def _add_uq_and_folds(store: RunStore, summary: Summary) -> None:
+    from candle.report.cv import fold_table
+    from candle.uq import summarise_uq
+
+    by_point = {r.point: r for r in summary.rows}
+    uq = store.meta().get("uq")
+    if uq:
+        summary.uq_method = str(uq.get("method", "ensemble"))
+        for row in summarise_uq(store):
+            by_point[row.point].uq = row.to_dict()
+            summary.uq_kind = row.kind
+    table = fold_table(store)
+    if table is not None:
+        summary.fold_assignments = table.assignments
+        for fold_row in table.rows:
+            by_point[fold_row.point].folds = fold_row.values
 
 
 def plot_summary(summary: Summary, path: Any) -> None:

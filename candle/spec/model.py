@@ -74,9 +74,30 @@ class CVSpec:
     stratify: bool
 
 
+UQ_METHODS = ("ensemble", "bootstrap", "mc_dropout", "noise")
+UQ_LOSSES = ("heteroscedastic", "quantile")
+NOISE_KINDS = ("features", "labels")
+NOISE_PARAM = "uq_noise"  # a noise sweep's level, crossed into every point's params
+
+
 @dataclass(frozen=True)
 class UQSpec:
+    """``replicas`` trainings per point and fold; ``method`` says how they differ: seeds
+    (ensemble), bootstrap resamples of the training set, ``samples`` dropout-on forward
+    passes at inference (mc_dropout), or ``noise_levels`` of Gaussian feature noise or
+    label noise (noise: every level is its own point)."""
+
     replicas: int
+    method: str = "ensemble"
+    samples: int = 0
+    noise_levels: tuple[float, ...] = ()
+    noise: str = "features"
+    loss: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {"replicas": self.replicas, "method": self.method, "samples": self.samples,
+                "noise_levels": list(self.noise_levels), "noise": self.noise,
+                "loss": self.loss}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Any
 from benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
 from candle.errors import UserError
 from candle.spec.model import (
+    NOISE_KINDS,
+    NOISE_PARAM,
+    UQ_LOSSES,
+    UQ_METHODS,
     Choice,
     CVSpec,
     Dimension,
@@ -32,7 +36,8 @@ SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "directi
                "pruner", "batch")
 OPTUNA_ONLY = ("sampler", "pruner", "batch")
 CV_KEYS = ("folds", "seed", "stratify")
-UQ_KEYS = ("replicas",)
+UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
+DEFAULT_MC_SAMPLES = 20
 RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes",
                  "slots_per_node", "gpus_per_node", "oversubscribe", "mode", "array_throttle",
                  "site", "signal_lead")
@@ -164,7 +169,7 @@ def load_sweep(path: str | Path) -> Sweep:
     params = _params(ctx, top.get("params"), definition)
     search = _search(ctx, top.get("search"), definition)
     cv = _cv(ctx, top.get("cv"))
-    uq = _uq(ctx, top.get("uq"))
+    uq = _uq(ctx, top.get("uq"), benchmark, params, search)
     resources = _resources(ctx, top.get("resources"))
     _check_search_fits_mode(ctx, search, resources)
     _check_job_count(ctx, search, cv, uq)
@@ -214,6 +219,7 @@ def _check_job_count(ctx: _Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpe
     else:
         points, key = search.trials, ("search", "trials")
     folds, replicas = cv.folds if cv else 1, uq.replicas if uq else 1
+    points *= max(1, len(uq.noise_levels)) if uq else 1
     jobs = points * folds * replicas
     if jobs > MAX_JOBS:
         raise ctx.fail(key, f"{points:,} points x {folds:,} folds x {replicas:,} replicas = "
@@ -469,11 +475,52 @@ def _cv(ctx: _Ctx, raw: Any) -> CVSpec | None:
     return CVSpec(folds, seed, stratify)
 
 
-def _uq(ctx: _Ctx, raw: Any) -> UQSpec | None:
+def _uq(ctx: _Ctx, raw: Any, benchmark: str, params: dict[str, Any],
+        search: SearchSpec) -> UQSpec | None:
     if raw is None:
         return None
     u = ctx.mapping(raw, ("uq",), UQ_KEYS)
-    return UQSpec(ctx.integer(u.get("replicas", 1), ("uq", "replicas"), 1))
+    method = ctx.string(u.get("method", "ensemble"), ("uq", "method"), UQ_METHODS)
+    replicas = ctx.integer(u.get("replicas", 1), ("uq", "replicas"), 1)
+    only = {"samples": "mc_dropout", "noise_levels": "noise", "noise": "noise"}
+    for key, owner in only.items():
+        if key in u and method != owner:
+            raise ctx.fail(("uq", key), f"only for uq.method {owner} (this is {method})")
+    samples = 0
+    if method == "mc_dropout":
+        samples = ctx.integer(u.get("samples", DEFAULT_MC_SAMPLES), ("uq", "samples"), 2,
+                              10_000)
+        if benchmark in BUILTIN and params.get("dropout", 1.0) == 0:
+            raise ctx.fail(("params", "dropout"), "uq.method mc_dropout needs dropout > 0")
+    levels: tuple[float, ...] = ()
+    noise = "features"
+    if method == "noise":
+        noise = ctx.string(u.get("noise", "features"), ("uq", "noise"), NOISE_KINDS)
+        raw_levels = u.get("noise_levels")
+        if not isinstance(raw_levels, list) or not raw_levels:
+            raise ctx.fail(("uq", "noise_levels"), "uq.method noise needs a non-empty list "
+                                                   "of noise levels, e.g. [0.0, 0.1, 0.3]")
+        levels = tuple(ctx.number(v, ("uq", "noise_levels", i)) for i, v in enumerate(raw_levels))
+        flips = noise == "labels" and benchmark in ("nt3", "tc1")  # classifiers flip labels
+        for i, level in enumerate(levels):
+            if level < 0 or (flips and level > 1):
+                allowed = "0..1 (a label flip probability)" if flips else ">= 0"
+                raise ctx.fail(("uq", "noise_levels", i), f"{level} is outside {allowed}")
+        if len(set(levels)) != len(levels):
+            raise ctx.fail(("uq", "noise_levels"), "levels repeat")
+        if search.method == "optuna":
+            raise ctx.fail(("uq", "method"), "a noise sweep crosses every point with its "
+                                             "levels; use a grid, random or list search")
+        if NOISE_PARAM in params or NOISE_PARAM in search.space:
+            raise ctx.fail(("uq", "method"), f"the noise level is the parameter "
+                                             f"{NOISE_PARAM}; do not set it yourself")
+    loss = None
+    if "loss" in u:
+        loss = ctx.string(u["loss"], ("uq", "loss"), UQ_LOSSES)
+        if benchmark != "p1b3":
+            raise ctx.fail(("uq", "loss"), "a predicted spread is for the regression "
+                                           f"benchmark p1b3 (this sweep runs {benchmark})")
+    return UQSpec(replicas, method, samples, levels, noise, loss)
 
 
 def _resources(ctx: _Ctx, raw: Any) -> Resources:

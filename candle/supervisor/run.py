@@ -32,6 +32,7 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
         "cv_seed": sweep.cv.seed if sweep.cv else 0,
         "stratify": sweep.cv.stratify if sweep.cv else True,
         "replicas": sweep.uq.replicas if sweep.uq else 1,
+        "uq": sweep.uq.to_record() if sweep.uq else None,
         "base_dir": str(sweep.base_dir),
         "source": str(sweep.source),
         "candle_version": __version__,
