@@ -38,6 +38,7 @@ class Arrays:
     predict_y: NDArray[Any] | None = None  # its targets (class labels); default from y_val
     split_output: Callable[[NDArray[np.float32]], dict[str, Any]] | None = None
     fold_assignment: NDArray[np.int64] | None = None  # CV: the fold of each training sample
+    training_set: dict[str, Any] | None = None  # UQ: what a Sequence benchmark did to its rows
 
 
 def configure_tensorflow(ctx: TrainContext) -> Any:
@@ -150,9 +151,10 @@ def fit(
     uq = UQConfig.of(ctx.uq)
     whole = data  # rank 0 predicts on the whole test set, not its shard
     train_samples = data.train_samples
+    training_set = data.training_set
     if isinstance(data.x_train, np.ndarray):
-        x_train, y_train = transform_training_set(data.x_train, data.y_train, uq, params,
-                                                  ctx.seed)
+        x_train, y_train, training_set = transform_training_set(
+            data.x_train, data.y_train, uq, params, ctx.seed)
         train_samples = len(x_train) // dist.size * dist.size
         data = replace(data, x_train=dist.shard(x_train, equal=True),
                        y_train=dist.shard(y_train, equal=True),
@@ -217,6 +219,7 @@ def fit(
     if dist.rank == 0:
         if uq is not None:
             result["predictions"] = predict_test_set(model, whole, uq)
+            result["uq_training_set"] = training_set
         if whole.fold_assignment is not None:
             result["fold_assignment"] = whole.fold_assignment
     return result

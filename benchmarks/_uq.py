@@ -81,12 +81,25 @@ def noise_level(params: dict[str, Any]) -> float:
     return float(params.get(NOISE_PARAM, 0.0) or 0.0)
 
 
+def training_set_record(uq: UQConfig, rows: NDArray[np.int64] | int,
+                        params: dict[str, Any]) -> dict[str, Any]:
+    """What the job's result says about its training set (provenance for UQ)."""
+    record: dict[str, Any] = {"method": uq.method}
+    if uq.method == "bootstrap" and not isinstance(rows, int):
+        record.update(rows=len(rows), distinct_rows=len(np.unique(rows)))
+    if uq.method == "noise":
+        record.update(noise=uq.noise, level=noise_level(params))
+    return record
+
+
 def transform_training_set(x: NDArray[np.float32], y: NDArray[np.float32],
                            uq: UQConfig | None, params: dict[str, Any], seed: int
-                           ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """The replica's training arrays (NumPy benchmarks: NT3, TC1); y is one-hot."""
+                           ) -> tuple[NDArray[np.float32], NDArray[np.float32], dict[str, Any]]:
+    """The replica's training arrays (NumPy benchmarks: NT3, TC1; y one-hot) and what was
+    done to them."""
     if uq is None:
-        return x, y
+        return x, y, {}
+    chosen: NDArray[np.int64] | int = len(y)
     if uq.method == "bootstrap":
         chosen = bootstrap_indices(len(y), seed)
         x, y = x[chosen], y[chosen]
@@ -96,7 +109,7 @@ def transform_training_set(x: NDArray[np.float32], y: NDArray[np.float32],
             x = add_feature_noise(x, level, seed)
         else:
             y = flip_labels(y, level, seed)
-    return x, y
+    return x, y, training_set_record(uq, chosen, params)
 
 
 def _batches(x: Any) -> list[Any]:

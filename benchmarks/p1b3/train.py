@@ -12,7 +12,14 @@ from numpy.typing import NDArray
 from benchmarks._base import TrainContext
 from benchmarks._horovod import current
 from benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
-from benchmarks._uq import NOISE_SEED, UQConfig, bootstrap_indices, noise_level, noisy_targets
+from benchmarks._uq import (
+    NOISE_SEED,
+    UQConfig,
+    bootstrap_indices,
+    noise_level,
+    noisy_targets,
+    training_set_record,
+)
 from benchmarks.p1b3 import data, spread
 
 _R2: dict[str, Callable[..., Any]] = {}
@@ -162,5 +169,6 @@ def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
                     predict_x=batches(tf, dose, dose.val_idx, size, channel, None),
                     predict_y=dose.y[dose.val_idx],
                     split_output=spread.split_output(head) if head else None,
-                    fold_assignment=dose.fold_assignment)
+                    fold_assignment=dose.fold_assignment,
+                    training_set=training_set_record(uq, rows, params) if uq else None)
     return fit(tf, model, arrays, params, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from candle.plan import count_points, iter_jobs
@@ -102,3 +103,21 @@ def test_list_points_override_fixed_params(tmp_path: Path) -> None:
     assert [j.params["dropout"] for j in jobs] == [0.1, 0.5]
     assert all(j.params["epochs"] == 3 for j in jobs)
     assert jobs[0].seed == 7102  # NT3's default rng_seed
+
+
+def test_a_noise_sweep_crosses_every_point_with_its_levels(tmp_path: Path) -> None:
+    text = GRID.replace("uq: {replicas: 3}",
+                        "uq: {method: noise, replicas: 2, noise_levels: [0.0, 0.2, 0.5]}")
+    sweep = load_sweep(write(tmp_path / "s.yaml", text))
+    jobs = list(iter_jobs(sweep))
+    assert count_points(sweep) == 6 * 3
+    assert len(jobs) == 6 * 3 * 5 * 2
+    levels = {(j.point, j.point_params["uq_noise"]) for j in jobs}
+    assert len(levels) == 18 and {lvl for _, lvl in levels} == {0.0, 0.2, 0.5}
+    assert all(j.params["uq_noise"] == j.point_params["uq_noise"] for j in jobs)
+    assert len({j.id for j in jobs}) == len(jobs)
+    # one point's levels side by side: points 0, 1, 2 are the first grid point's levels
+    first = {j.point: j.point_params for j in jobs if j.point < 3}
+    assert [first[i]["uq_noise"] for i in range(3)] == [0.0, 0.2, 0.5]
+    assert len({json.dumps({k: v for k, v in p.items() if k != "uq_noise"}, sort_keys=True)
+                for p in first.values()}) == 1

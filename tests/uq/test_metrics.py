@@ -3,7 +3,6 @@ independently (plain loops, written from docs/uq.md rather than from candle.uq.m
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -12,49 +11,7 @@ import pytest
 from candle.uq import predictions
 from candle.uq.metrics import combine, concat, uq_metrics
 from candle.uq.predictions import Predictions
-
-Z95 = 1.959963984540054
-
-
-def phi_inv(p: float) -> float:
-    """Inverse standard normal CDF by bisection on erf (independent of statistics)."""
-    low, high = -10.0, 10.0
-    for _ in range(200):
-        mid = (low + high) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
-
-
-def expected_regression(y: list[float], members: list[list[float]],
-                        sigmas: list[list[float]] | None = None) -> dict[str, float]:
-    n, m = len(y), len(members)
-    out: dict[str, float] = {}
-    means, stds, total = [], [], []
-    for i in range(n):
-        values = [members[j][i] for j in range(m)]
-        mu = sum(values) / m
-        var = sum((v - mu) ** 2 for v in values) / m
-        extra = sum(sigmas[j][i] ** 2 for j in range(m)) / m if sigmas else 0.0
-        means.append(mu)
-        stds.append(math.sqrt(var))
-        total.append(math.sqrt(var + extra))
-    out["ensemble_mse"] = sum((y[i] - means[i]) ** 2 for i in range(n)) / n
-    ybar = sum(y) / n
-    out["ensemble_r2"] = 1 - sum((y[i] - means[i]) ** 2 for i in range(n)) / sum(
-        (v - ybar) ** 2 for v in y)
-    out["spread"] = sum(stds) / n
-    out["coverage_68"] = sum(abs(y[i] - means[i]) <= total[i] for i in range(n)) / n
-    out["coverage_95"] = sum(abs(y[i] - means[i]) <= Z95 * total[i] for i in range(n)) / n
-    gaps = []
-    for k in range(1, 20):
-        tau = k / 20
-        observed = sum(y[i] <= means[i] + phi_inv(tau) * total[i] for i in range(n)) / n
-        gaps.append(abs(observed - tau))
-    out["calibration_error"] = sum(gaps) / len(gaps)
-    return out
+from tests.uq import reference
 
 
 def test_regression_ensemble_with_predicted_sigma() -> None:
@@ -67,7 +24,7 @@ def test_regression_ensemble_with_predicted_sigma() -> None:
     metrics, curve = uq_metrics(combine(preds))
     f32 = [[float(np.float32(v)) for v in m] for m in members]
     s32 = [[float(np.float32(v)) for v in s] for s in sigmas]
-    expected = expected_regression(list(map(float, y)), f32, s32)
+    expected = reference.regression(list(map(float, y)), f32, s32)
     for name, value in expected.items():
         assert metrics[name] == pytest.approx(value, abs=1e-6), name
     assert len(curve) == 19 and 0.0 < metrics["coverage_68"] < metrics["coverage_95"] <= 1.0
@@ -102,29 +59,9 @@ def test_classification_mc_samples_accuracy_entropy_ece() -> None:
     saved = Predictions("classification", labels, samples.mean(axis=0).astype(np.float32),
                         samples=samples.astype(np.float32))
     metrics, _ = uq_metrics(combine([saved]))
-    s = samples.astype(np.float32).astype(np.float64)
-    correct, entropy, conf = [], [], []
-    spread = []
-    for i in range(n):
-        p = [sum(s[j, i, c] for j in range(passes)) / passes for c in range(k)]
-        top = max(range(k), key=lambda c: p[c])
-        correct.append(top == labels[i])
-        conf.append(p[top])
-        entropy.append(-sum(v * math.log(v) for v in p))
-        tops = [s[j, i, top] for j in range(passes)]
-        mu = sum(tops) / passes
-        spread.append(math.sqrt(sum((t - mu) ** 2 for t in tops) / passes))
-    ece = 0.0
-    for b in range(10):
-        members = [i for i in range(n) if b / 10 < conf[i] <= (b + 1) / 10]
-        if members:
-            acc = sum(correct[i] for i in members) / len(members)
-            avg = sum(conf[i] for i in members) / len(members)
-            ece += len(members) / n * abs(acc - avg)
-    assert metrics["ensemble_accuracy"] == pytest.approx(sum(correct) / n)
-    assert metrics["mean_entropy"] == pytest.approx(sum(entropy) / n)
-    assert metrics["ece"] == pytest.approx(ece)
-    assert metrics["spread"] == pytest.approx(sum(spread) / n)
+    expected = reference.classification(labels.tolist(), samples.astype(np.float32).tolist())
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value), name
 
 
 def test_folds_pool_their_held_out_samples_and_mismatched_members_refuse() -> None:
