@@ -179,8 +179,7 @@ def _print_uq(console: Console, summary: Summary, names: list[str]) -> None:
         console.print(f"UQ ({summary.uq_method}): no predictions saved yet")
         return
     columns = UQ_COLUMNS[summary.uq_kind]
-    table = Table(title=f"UQ: {summary.uq_method}, ensemble of each point's members "
-                        "(coverage: share of targets inside the 68% / 95% interval)")
+    table = Table(title=f"UQ ({summary.uq_method}): each point's members combined")
     for column in ("point", *names, "members", "samples", *columns):
         table.add_column(column)
     for row in sorted(rows, key=lambda r: r.point):
