@@ -52,3 +52,16 @@ def test_user_model_predictions_make_an_ensemble(tmp_path: Path) -> None:
     assert rows[0.4]["uq"]["metrics"]["spread"] > rows[0.1]["uq"]["metrics"]["spread"]
     csv = run_candle("summary", str(store.root), "--format", "csv").stdout.splitlines()
     assert "uq_coverage_95" in csv[0] and len(csv) == 3
+
+
+def test_an_optuna_search_shows_each_trials_ensemble(tmp_path: Path) -> None:
+    write(tmp_path / "model.py", MODEL)
+    doc = {"name": "opt", "benchmark": "model:objective",
+           "search": {"method": "optuna", "trials": 3, "seed": 1, "metric": "val_loss",
+                      "space": {"noise": {"uniform": [0.1, 0.5]}}},
+           "uq": {"method": "ensemble", "replicas": 2},
+           "resources": {"scheduler": "local", "max_concurrent": 2}, "store": "runs"}
+    run_candle("run", str(write(tmp_path / "s.yaml", json.dumps(doc))))
+    table = run_candle("summary", str(tmp_path / "runs" / "opt")).stdout
+    uq_part = table[table.index("UQ (ensemble)"):]
+    assert uq_part.count("│ 2       │ 50") == 3  # 3 trials, each 2 members x 50 samples
