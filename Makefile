@@ -11,6 +11,7 @@ demo: setup
 	$(BIN)/candle run workflows/nt3_grid_small.yaml
 	$(BIN)/candle summary workflows/runs/nt3-grid-small
 	$(BIN)/candle status workflows/runs/nt3-grid-small
+	$(BIN)/candle report workflows/runs/nt3-grid-small --out workflows/runs/nt3-grid-small/report
 
 lint: setup
 	$(BIN)/ruff check candle benchmarks tests workflows scripts

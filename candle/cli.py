@@ -164,13 +164,22 @@ def allocation_info(resources: Resources) -> dict[str, Any]:
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-def status(run_dir: Path, fmt: str) -> None:
+@click.option("--watch", is_flag=True,
+              help="refresh a live table until no job is pending or running (Ctrl-C stops "
+                   "watching, exit 0). When stdout is not a terminal: one line each time "
+                   "the counts change, then the final table")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              metavar="SECONDS", help="with --watch: seconds between refreshes")
+def status(run_dir: Path, fmt: str, watch: bool, interval: float) -> None:
     """Counts of jobs by state in RUN_DIR, and the failed ones with their log tails."""
     from candle.report import collect_status
     from candle.report.render import print_status
     from candle.store import RunStore
 
     store = RunStore(run_dir)
+    if watch:
+        _watch_status(store.require(), fmt, interval)
+        return
     result = collect_status(store)
     if store.exists() and store.meta()["resources"]["scheduler"] != "local":
         from candle.schedulers.batch.submit import batch_report
@@ -180,6 +189,22 @@ def status(run_dir: Path, fmt: str) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         print_status(result)
+
+
+def _watch_status(store: Any, fmt: str, interval: float) -> None:
+    from candle.report.watch import watch, watch_console
+
+    if fmt != "table":
+        raise UserError("--watch draws a table; use --format json without --watch")
+    batch = None
+    if store.meta()["resources"]["scheduler"] != "local":
+        from candle.schedulers.batch.submit import batch_report
+
+        batch = batch_report
+    try:
+        watch(store, interval, watch_console(), batch)
+    except KeyboardInterrupt:
+        click.echo("stopped watching", err=True)
 
 
 @cli.command()
@@ -270,6 +295,12 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
         click.echo(study_csv(result), nl=False)
     else:
         print_study_summary(result)
+        uq = store.meta().get("uq")
+        if uq:
+            from candle.report.render import print_study_uq
+            from candle.uq import summarise_uq
+
+            print_study_uq(str(uq.get("method", "ensemble")), summarise_uq(store))
         if plot is not None:
             click.echo(f"plot: {plot}")
 
@@ -317,6 +348,24 @@ def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
         print_model_summary(benchmark, params)
         return
     _train_foreground(benchmark, params, out)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="directory for the PNG plots and index.html (created if missing)")
+def report(run_dir: Path, out: Path) -> None:
+    """Plots of RUN_DIR (learning curves, metric vs each varied parameter, parallel
+    coordinates, UQ calibration and spread, CV folds) as PNG files and one self-contained
+    HTML page, --out/index.html (no network needed to view it)."""
+    from candle.report.page import terminal_progress, write_report
+    from candle.store import RunStore
+
+    store = RunStore(run_dir).require()
+    with terminal_progress() as progress:
+        written = write_report(store, out, progress)
+    skipped = f"; {len(written.skipped)} skipped (listed on the page)" if written.skipped else ""
+    click.echo(f"report: {written.index} ({len(written.images)} image(s){skipped})")
 
 
 @cli.group()

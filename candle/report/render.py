@@ -174,19 +174,25 @@ UQ_COLUMNS = {
 
 
 def _print_uq(console: Console, summary: Summary, names: list[str]) -> None:
-    rows = [r for r in summary.rows if r.uq is not None]
-    if not rows or summary.uq_kind is None:
-        console.print(f"UQ ({summary.uq_method}): no predictions saved yet")
+    rows = [(r.point, r.params, r.uq) for r in summary.rows if r.uq is not None]
+    print_uq_rows(console, str(summary.uq_method), sorted(rows, key=lambda r: r[0]), names)
+
+
+def print_uq_rows(console: Console, method: str,
+                  rows: list[tuple[int, dict[str, Any], dict[str, Any]]],
+                  names: list[str]) -> None:
+    """One row per point (an Optuna trial is a point): its members' combined numbers."""
+    if not rows:
+        console.print(f"UQ ({method}): no predictions saved yet")
         return
-    columns = UQ_COLUMNS[summary.uq_kind]
-    table = Table(title=f"UQ ({summary.uq_method}): each point's members combined")
+    columns = UQ_COLUMNS[str(rows[0][2]["kind"])]
+    table = Table(title=f"UQ ({method}): each point's members combined")
     for column in ("point", *names, "members", "samples", *columns):
         table.add_column(column)
-    for row in sorted(rows, key=lambda r: r.point):
-        assert row.uq is not None
-        metrics = row.uq["metrics"]
-        table.add_row(str(row.point), *(_fmt(row.params.get(n, "")) for n in names),
-                      str(row.uq["members"]), str(row.uq["samples"]),
+    for point, params, uq in rows:
+        metrics = uq["metrics"]
+        table.add_row(str(point), *(_fmt(params.get(n, "")) for n in names),
+                      str(uq["members"]), str(uq["samples"]),
                       *("-" if metrics.get(c) is None else f"{metrics[c]:.4g}"
                         for c in columns))
     console.print(table)
@@ -207,6 +213,12 @@ def _print_folds(console: Console, summary: Summary, names: list[str]) -> None:
     console.print(table)
     files = ", ".join(summary.fold_assignments or []) or "none saved yet"
     console.print(f"fold assignment (fold of each training sample, .npy): {files}")
+
+
+def print_study_uq(method: str, rows: list[Any]) -> None:
+    """An Optuna search with `uq:`: its trials' ensembles (rows: candle.uq UQRow)."""
+    names = sorted({k for r in rows for k in r.params})
+    print_uq_rows(_console(), method, [(r.point, r.params, r.to_dict()) for r in rows], names)
 
 
 def print_study_summary(summary: StudySummary) -> None:

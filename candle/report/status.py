@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.run_store import RunStore
 
@@ -26,6 +27,7 @@ class RunStatus:
     failures: list[Failure] = field(default_factory=list)
     batch: list[dict[str, Any]] = field(default_factory=list)  # the scheduler's view
     notes: dict[str, str] = field(default_factory=dict)  # job id -> what the scheduler saw
+    running: list[Job] = field(default_factory=list)  # `status --watch` shows them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,12 +45,14 @@ def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
         status.total += 1
         state = store.state(job.id)
         status.counts[state] += 1
-        if state is JobState.FAILED:
+        if state is JobState.RUNNING:
+            status.running.append(job)
+        elif state is JobState.FAILED:
             result = store.result(job.id) or {}
             status.failures.append(Failure(
                 job_id=job.id,
                 error=str(result.get("error", "unknown error")),
                 attempt=int(result.get("attempt", 0)),
-                log_tail=store.log_tail(job.id, tail_lines),
+                log_tail=store.log_tail(job.id, tail_lines) if tail_lines > 0 else [],
             ))
     return status

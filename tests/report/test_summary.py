@@ -65,7 +65,9 @@ def test_json_and_csv_outputs(tmp_path: Path, cli) -> None:  # type: ignore[no-u
     rows = json.loads(result.out)
     assert [r["params"]["a"] for r in rows] == [2, 1]
     assert set(rows[0]) == {"point", "params", "metric", "mean", "std", "n", "failed",
-                            "pending", "best"}
+                            "pending", "best", "folds"}  # a CV run: the metric per fold
+    assert rows[0]["folds"] == [0.9, 0.8, 0.85]
+    assert rows[1]["folds"][2] is None  # still pending
     parsed = list(csv.DictReader(io.StringIO(summary_csv(summarise(store)))))
     assert [r["a"] for r in parsed] == ["2", "1", "3"]
     assert float(parsed[0]["mean"]) == pytest.approx(0.85)
