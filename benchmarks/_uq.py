@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from candle.spec.model import NOISE_PARAM
 from candle.uq.predictions import Predictions
 
-NOISE_PARAM = "uq_noise"
 BOOTSTRAP_SEED = 0x5EED  # mixed with the job seed: replicas resample differently
 NOISE_SEED = 0x0153
 QUANTILE_LEVELS = (0.025, 0.15865525393145707, 0.5, 0.8413447460685429, 0.975)

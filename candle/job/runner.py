@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import socket
 import time
@@ -14,6 +16,7 @@ from candle.job.interrupt import Interrupted
 from candle.job.progress import EpochReporter, Pruned, use_reporter
 from candle.job.user_model import load_function, metrics_from, predictions_from
 from candle.plan.jobs import Job
+from candle.store.atomic import atomic_write_bytes
 from candle.uq.predictions import save as save_predictions
 
 
@@ -71,12 +74,7 @@ def save_outputs(outcome: dict[str, Any], job_dir: Path, rank: int) -> None:
 
 def save_fold_assignment(run_root: Path, assignment: Any) -> str:
     """``cv/folds-<digest>.npy`` under the run (written once; same content, same name)."""
-    import hashlib
-    import io
-
     import numpy as np
-
-    from candle.store.atomic import atomic_write_bytes
 
     array = np.asarray(assignment, dtype=np.int16)
     buffer = io.BytesIO()

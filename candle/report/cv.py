@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from candle.report.summary import mean_std
+from candle.report.summary import Results, mean_std
 from candle.store.run_store import RunStore
 
 
@@ -38,8 +38,8 @@ class FoldTable:
                 "rows": [r.to_dict() for r in self.rows]}
 
 
-def fold_table(store: RunStore) -> FoldTable | None:
-    """None when the run does not cross-validate."""
+def fold_table(store: RunStore, results: Results | None = None) -> FoldTable | None:
+    """None when the run does not cross-validate. ``results``: already read (summarise)."""
     store.require()
     meta = store.meta()
     folds = meta.get("folds")
@@ -51,7 +51,7 @@ def fold_table(store: RunStore) -> FoldTable | None:
     assignments: set[str] = set()
     for job in store.jobs():
         params.setdefault(job.point, job.point_params)
-        result = store.result(job.id)
+        result = results.get(job.id) if results is not None else store.result(job.id)
         if result is None or result.get("status") != "done" or job.fold is None:
             continue
         if isinstance(result.get("fold_assignment"), str):

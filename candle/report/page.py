@@ -24,13 +24,13 @@ from matplotlib.figure import Figure
 from candle.errors import UserError
 from candle.plan.jobs import Job
 from candle.report import plots
-from candle.report.cv import FoldTable, fold_table
+from candle.report.cv import FoldTable
 from candle.report.status import RunStatus, collect_status
-from candle.report.summary import Summary, summarise
+from candle.report.summary import Summary, read_results, summarise
 from candle.state import JobState
 from candle.store.atomic import atomic_write_bytes, atomic_write_text
 from candle.store.run_store import RunStore
-from candle.uq.summary import UQRow, summarise_uq
+from candle.uq.summary import UQRow
 
 INDEX = "index.html"
 CURVES_CAP = 50  # learning curves drawn (best jobs first)
@@ -99,17 +99,19 @@ def collect(store: RunStore) -> ReportData:
     meta = store.meta()
     metric = str(meta["metric"])
     views = []
+    results = read_results(store)
     for job in store.jobs():
-        result = store.result(job.id)
+        result = results[job.id]
         value = None
         if result is not None and result.get("status") == "done":
             found = (result.get("metrics") or {}).get(metric)
             if isinstance(found, int | float) and math.isfinite(found):
                 value = float(found)
         views.append(JobView(job, result, value))
+    summary = summarise(store, results)
     return ReportData(root=store.root, meta=meta, jobs=views,
-                      status=collect_status(store, tail_lines=0), summary=summarise(store),
-                      folds=fold_table(store), uq=summarise_uq(store))
+                      status=collect_status(store, tail_lines=0), summary=summary,
+                      folds=summary.fold_table, uq=summary.uq_rows)
 
 
 # -- which plots ------------------------------------------------------------------------

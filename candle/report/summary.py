@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from candle.store.run_store import RunStore
+
+if TYPE_CHECKING:
+    from candle.report.cv import FoldTable
+    from candle.uq.summary import UQRow
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Summary:
     uq_method: str | None = None
     uq_kind: str | None = None  # regression | classification, once predictions exist
     fold_assignments: list[str] | None = None  # CV: run-relative .npy files (fold per sample)
+    uq_rows: list[UQRow] = field(default_factory=list)  # with calibration curves and spreads
+    fold_table: FoldTable | None = None
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -54,7 +61,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def summarise(store: RunStore) -> Summary:
+Results = Mapping[str, "dict[str, Any] | None"]  # job id -> result.json, read once
+
+
+def read_results(store: RunStore) -> dict[str, dict[str, Any] | None]:
+    """Every job's result (None: not finished), one read each: a summary of 10^4 jobs on a
+    cluster filesystem must not read them once per table."""
+    return {job.id: store.result(job.id) for job in store.jobs()}
+
+
+def summarise(store: RunStore, results: Results | None = None) -> Summary:
     store.require()
     meta = store.meta()
     metric, direction = str(meta["metric"]), str(meta["direction"])
@@ -62,9 +78,11 @@ def summarise(store: RunStore) -> Summary:
     params: dict[int, dict[str, Any]] = {}
     failed: dict[int, int] = defaultdict(int)
     pending: dict[int, int] = defaultdict(int)
+    if results is None:
+        results = read_results(store)
     for job in store.jobs():
         params.setdefault(job.point, job.point_params)
-        result = store.result(job.id)
+        result = results.get(job.id)
         if result is not None and result.get("status") == "done":
             value = result.get("metrics", {}).get(metric)
             if isinstance(value, int | float) and math.isfinite(value):
@@ -89,11 +107,11 @@ def summarise(store: RunStore) -> Summary:
     if rows and rows[0].mean is not None:
         rows[0].best = True
     summary = Summary(metric, direction, rows)
-    _add_uq_and_folds(store, summary)
+    _add_uq_and_folds(store, summary, results)
     return summary
 
 
-def _add_uq_and_folds(store: RunStore, summary: Summary) -> None:
+def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results) -> None:
     from candle.report.cv import fold_table
     from candle.uq import summarise_uq
 
@@ -101,13 +119,14 @@ def _add_uq_and_folds(store: RunStore, summary: Summary) -> None:
     uq = store.meta().get("uq")
     if uq:
         summary.uq_method = str(uq.get("method", "ensemble"))
-        for row in summarise_uq(store):
+        summary.uq_rows = summarise_uq(store, results)
+        for row in summary.uq_rows:
             by_point[row.point].uq = row.to_dict()
             summary.uq_kind = row.kind
-    table = fold_table(store)
-    if table is not None:
-        summary.fold_assignments = table.assignments
-        for fold_row in table.rows:
+    summary.fold_table = fold_table(store, results)
+    if summary.fold_table is not None:
+        summary.fold_assignments = summary.fold_table.assignments
+        for fold_row in summary.fold_table.rows:
             by_point[fold_row.point].folds = fold_row.values
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,10 @@ class UQRow:
                 "calibration": [list(p) for p in self.calibration]}
 
 
-def summarise_uq(store: RunStore) -> list[UQRow]:
-    """One row per point with saved predictions, in point order; [] when there are none."""
+def summarise_uq(store: RunStore,
+                 results: Mapping[str, dict[str, Any] | None] | None = None) -> list[UQRow]:
+    """One row per point with saved predictions, in point order; [] when there are none.
+    ``results``: the jobs' results when already read."""
     store.require()
     method = str((store.meta().get("uq") or {}).get("method", "ensemble"))
     groups: dict[int, dict[int | None, list[predictions.Predictions]]] = defaultdict(
@@ -45,7 +48,7 @@ def summarise_uq(store: RunStore) -> list[UQRow]:
     params: dict[int, dict[str, Any]] = {}
     jobs: dict[int, int] = defaultdict(int)
     for job in store.jobs():
-        result = store.result(job.id)
+        result = results.get(job.id) if results is not None else store.result(job.id)
         if result is None or result.get("status") != "done":
             continue
         saved = predictions.load(store.job_dir(job.id))
