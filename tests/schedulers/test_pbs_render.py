@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from candle.errors import UserError
 from candle.schedulers.pbs.render import render_array, render_pack
 from candle.spec.site import SiteConfig, load_site
-from tests.conftest import write
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -51,24 +49,6 @@ def test_a_chunk_of_one_job_is_a_plain_job() -> None:
     assert "-J" not in text and "max_run_subjobs" not in text
     assert "#PBS -o array-0001.out\n" in text
     assert "#PBS -l select=1:ncpus=2:mpiprocs=2\n" in text
-
-
-@pytest.mark.parametrize(("text", "line", "key", "words"), [
-    ("scheduler: pbs\nqueue: 'prod q'\n", 2, "queue", "cannot carry"),
-    ("scheduler: pbs\nfilesystems: \"home\\n#PBS -x\"\n", 2, "filesystems", "single line"),
-    ("scheduler: pbs\npartition: debug\n", 2, "partition", "a Slurm setting"),
-    ("scheduler: slurm\nqueue: prod\n", 2, "queue", "a PBS setting"),
-    ("scheduler: pbs\nmpi: pmix\n", 2, "mpi", "one of pals, hydra, openmpi"),
-    ("scheduler: pbs\nselect_extra: $(reboot)\n", 2, "select_extra", "cannot carry"),
-])
-def test_bad_pbs_site_values_are_located_errors(tmp_path: Path, text: str, line: int,
-                                                key: str, words: str) -> None:
-    path = write(tmp_path / "site.yaml", text)
-    with pytest.raises(UserError) as info:
-        load_site(path)
-    message = str(info.value)
-    assert message.startswith(f"{path}:{line}: {key}: "), message
-    assert words in message
 
 
 def test_pbs_site_configs_ship() -> None:
