@@ -93,7 +93,10 @@ class BenchmarkDef:
     description: str
     params: tuple[Param, ...]
     runner: str  # "module" holding `train(params, ctx) -> dict`, imported lazily
-    metrics: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()  # every metric a job reports (what a sweep may select)
+    # Raise it when a change makes the same params compute something else (a new default
+    # data split, another loss): it is part of every job id, so old results are not reused.
+    version: int = 1
     _index: dict[str, Param] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -201,6 +201,8 @@ def fit(
         )
     train_seconds = time.perf_counter() - started
     metrics = {k: v[-1] for k, v in history.items() if v}
+    # A model-size objective for multi-objective searches (metric: [val_loss, params_count]).
+    metrics["params_count"] = float(model.count_params())
     result: dict[str, Any] = {
         "metrics": metrics,
         "history": history,

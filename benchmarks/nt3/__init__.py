@@ -7,7 +7,7 @@ BENCHMARK = BenchmarkDef(
     name="nt3",
     description="normal vs tumour (2 classes), Conv1D stack on 60,483 expression features",
     runner="benchmarks.nt3.train",
-    metrics=("loss", "accuracy", "val_loss", "val_accuracy"),
+    metrics=("loss", "accuracy", "val_loss", "val_accuracy", "params_count"),
     params=(
         *COMMON_PARAMS,
         Param("classes", "int", 2, "number of output classes"),

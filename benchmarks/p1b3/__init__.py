@@ -18,7 +18,8 @@ BENCHMARK = BenchmarkDef(
     description="drug response: percent growth from cell expression, drug descriptors and "
                 "log concentration, MLP 1000-500-100-50",
     runner="benchmarks.p1b3.train",
-    metrics=("loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2"),
+    metrics=("loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2",
+             "params_count"),
     params=(
         *_COMMON,
         Param("dense", "ints", [1000, 500, 100, 50], "units of the dense layers"),

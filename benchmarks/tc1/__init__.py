@@ -14,7 +14,7 @@ BENCHMARK = BenchmarkDef(
     name="tc1",
     description="tumour type (36 classes), NT3's Conv1D stack on 60,483 expression features",
     runner="benchmarks.tc1.train",
-    metrics=("loss", "accuracy", "val_loss", "val_accuracy"),
+    metrics=("loss", "accuracy", "val_loss", "val_accuracy", "lr", "params_count"),
     params=(
         *_COMMON,
         Param("classes", "int", 36, "number of output classes (upstream data uses 18)"),

@@ -37,12 +37,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{params_file}: cannot read the job's parameters: {exc}", file=sys.stderr)
         return 2
     adaptive = meta.get("optuna") or {}
+    # What the job computes comes from its own record (the settings its id hashes), not
+    # from run.json, which a later `candle run` of a changed sweep rewrites.
+    settings = job.settings if job.settings else {
+        "cv_seed": meta.get("cv_seed", 0), "stratify": meta.get("stratify", True),
+        "uq": meta.get("uq")}
     result = execute(
         job, meta["benchmark"], store.job_dir(job.id), Path(meta["base_dir"]),
         metrics=tuple(meta.get("metrics") or [meta["metric"]]),
-        cv_seed=meta.get("cv_seed", 0), stratify=meta.get("stratify", True),
+        cv_seed=int(settings.get("cv_seed") or 0),
+        stratify=bool(settings.get("stratify", True) is not False),
         attempt=args.attempt, threads=args.threads, report_epochs=bool(adaptive),
-        wait_for_verdict=adaptive.get("pruner", "none") != "none", uq=meta.get("uq"),
+        wait_for_verdict=adaptive.get("pruner", "none") != "none", uq=settings.get("uq"),
     )
     rank, size = mpi_rank_and_size()
     if result["status"] not in ("done", "pruned", "interrupted"):

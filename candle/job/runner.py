@@ -43,7 +43,8 @@ def train_job(
     if ":" in benchmark:
         fn = load_function(benchmark, base_dir)
         call_params = {**params, "fold": ctx.fold, "folds": ctx.folds,
-                       "replica": ctx.replica, "seed": ctx.seed, "job_dir": str(ctx.job_dir),
+                       "cv_seed": ctx.cv_seed, "replica": ctx.replica, "seed": ctx.seed,
+                       "job_dir": str(ctx.job_dir),
                        "rank": ctx.rank, "size": ctx.size}
         returned = fn(call_params)
         metrics, history = metrics_from(returned)

@@ -1,17 +1,26 @@
-"""Jobs = search points × CV folds × UQ replicas, each with a stable id."""
+"""Jobs = search points × CV folds × UQ replicas, each with a stable id.
+
+A job's id is a hash of everything that changes what it computes: the benchmark (and, for
+a built-in, its computation version), the resolved parameters, the fold and how the folds
+are drawn (count, seed, stratification), the replica and the seed it trains with, the UQ
+method and its options, and the number of ranks (Horovod shards the data and scales the
+learning rate by it). Change any of them and the job is a new job: a result is never
+reused under settings it was not computed with."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from candle.plan.points import grid_size, iter_points
 from candle.spec.model import NOISE_PARAM, Sweep
 
 REPLICA_SEED_STRIDE = 7919  # a prime, so replica seeds never collide with fold arithmetic
+# Version of what job ids hash. 1 (before 0.2): benchmark, params, fold, replica only.
+ID_SCHEME = 2
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,9 @@ class Job:
     folds: int | None
     replica: int
     seed: int
+    # How it computes beyond its params (see JobSettings.record): the job reads these from
+    # its own record, never from the run's latest run.json.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,12 +47,44 @@ class Job:
         return cls(**record)
 
 
+@dataclass(frozen=True)
+class JobSettings:
+    """The sweep-wide settings that change what every job computes, besides its params."""
+
+    cv_seed: int | None = None  # with cv: the fold assignment's inputs
+    stratify: bool | None = None
+    uq: dict[str, Any] | None = None  # the UQ method and options (UQSpec.identity)
+    ranks: int = 1
+    benchmark_version: int = 0  # a built-in benchmark's computation version
+
+    @classmethod
+    def of(cls, sweep: Sweep) -> JobSettings:
+        version = 0
+        if not sweep.is_user_model:
+            from benchmarks._base import get_benchmark
+
+            version = get_benchmark(sweep.benchmark).version
+        return cls(cv_seed=sweep.cv.seed if sweep.cv else None,
+                   stratify=sweep.cv.stratify if sweep.cv else None,
+                   uq=sweep.uq.identity() if sweep.uq else None,
+                   ranks=sweep.resources.ranks_per_job, benchmark_version=version)
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> JobSettings:
+        return cls(**(record or {}))
+
+
 def job_id(benchmark: str, params: dict[str, Any], fold: int | None, replica: int,
-           trial: int | None = None) -> str:
+           trial: int | None = None, *, folds: int | None = None, seed: int | None = None,
+           settings: dict[str, Any] | None = None) -> str:
     """Hash of everything that makes the job what it is: same sweep, same ids. An adaptive
     search's jobs also carry their trial, since two trials may pick the same params."""
     identity: dict[str, Any] = {"benchmark": benchmark, "params": params, "fold": fold,
-                                "replica": replica}
+                                "replica": replica, "folds": folds, "seed": seed,
+                                "settings": settings or {}, "scheme": ID_SCHEME}
     if trial is not None:
         identity["trial"] = trial
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
@@ -103,11 +147,13 @@ class JobTemplate:
     folds: int | None
     replicas: int
     base_seed: int
+    settings: dict[str, Any] = field(default_factory=dict)  # JobSettings.record()
 
     @classmethod
     def of(cls, sweep: Sweep) -> JobTemplate:
         return cls(sweep.benchmark, dict(sweep.params), sweep.cv.folds if sweep.cv else None,
-                   sweep.uq.replicas if sweep.uq else 1, _base_seed(sweep))
+                   sweep.uq.replicas if sweep.uq else 1, _base_seed(sweep),
+                   JobSettings.of(sweep).record())
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,11 +166,13 @@ class JobTemplate:
         """One point's jobs; ``trial``: an adaptive search's trial ``index`` (in the ids)."""
         folds: list[int | None] = list(range(self.folds)) if self.folds else [None]
         params = {**self.params, **point}
-        return [
-            Job(
-                id=job_id(self.benchmark, params, fold, replica, index if trial else None),
-                point=index, point_params=point, params=params, fold=fold, folds=self.folds,
-                replica=replica, seed=self.base_seed + REPLICA_SEED_STRIDE * replica,
-            )
-            for fold in folds for replica in range(self.replicas)
-        ]
+        jobs = []
+        for fold in folds:
+            for replica in range(self.replicas):
+                seed = self.base_seed + REPLICA_SEED_STRIDE * replica
+                jobs.append(Job(
+                    id=job_id(self.benchmark, params, fold, replica, index if trial else None,
+                              folds=self.folds, seed=seed, settings=self.settings),
+                    point=index, point_params=point, params=params, fold=fold,
+                    folds=self.folds, replica=replica, seed=seed, settings=self.settings))
+        return jobs

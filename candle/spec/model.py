@@ -99,6 +99,13 @@ class UQSpec:
                 "noise_levels": list(self.noise_levels), "noise": self.noise,
                 "loss": self.loss}
 
+    def identity(self) -> dict[str, Any]:
+        """What changes a job's computation: not ``replicas`` (replica k is the same job
+        in an ensemble of 3 or of 5) nor ``noise_levels`` (a level is in each point's
+        params)."""
+        return {"method": self.method, "samples": self.samples, "noise": self.noise,
+                "loss": self.loss}
+
 
 @dataclass(frozen=True)
 class Resources:

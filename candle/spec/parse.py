@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -242,9 +243,26 @@ def _check_param(
 
 
 def _unknown_param(ctx: _Ctx, definition: BenchmarkDef, name: str, path: KeyPath) -> UserError:
-    known = ", ".join(sorted(p.name for p in definition.params))
-    return ctx.fail(path, f"benchmark {definition.name} has no parameter {name!r}; "
-                          f"its parameters: {known}")
+    names = sorted(p.name for p in definition.params)
+    return ctx.fail(path, f"benchmark {definition.name} has no parameter {name!r}"
+                          f"{did_you_mean(name, names)}; its parameters: {', '.join(names)}")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """'; did you mean 'x'?' for the closest known name, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_metrics(ctx: _Ctx, metrics: tuple[str, ...], definition: BenchmarkDef) -> None:
+    """A built-in benchmark declares what it reports: a typo is caught before any job
+    trains to its end and then fails for want of the metric."""
+    for i, metric in enumerate(metrics):
+        if metric not in definition.metrics:
+            path: KeyPath = ("search", "metric", i) if len(metrics) > 1 else ("search", "metric")
+            raise ctx.fail(path, f"benchmark {definition.name} does not report {metric!r}"
+                                 f"{did_you_mean(metric, definition.metrics)}; it reports: "
+                                 f"{', '.join(definition.metrics)}")
 
 
 def _params(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> dict[str, Any]:
@@ -272,6 +290,8 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
             if key in s:
                 raise ctx.fail(("search", key), "only for method optuna")
     metrics, directions = _objectives(ctx, s, multi=method == "optuna")
+    if definition is not None:
+        _check_metrics(ctx, metrics, definition)
     seed = ctx.integer(s.get("seed", 0), ("search", "seed"), 0, MAX_SEED)
     trials = ctx.integer(s.get("trials", 10), ("search", "trials"), 1)
     space: dict[str, Dimension] = {}

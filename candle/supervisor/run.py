@@ -11,9 +11,10 @@ from candle import __version__
 from candle.adaptive.config import OptunaConfig
 from candle.errors import UserError
 from candle.launch.local import LocalLauncher
+from candle.plan.changes import settings_changes
 from candle.plan.jobs import JobTemplate, iter_jobs
 from candle.spec.model import Resources, Sweep, walltime_seconds
-from candle.store.run_store import RunStore
+from candle.store.run_store import RESULT, RunStore
 from candle.supervisor.loop import Event, JobSource, Notice, Outcome, PlanSource, Supervisor
 from candle.supervisor.slots import Node, SlotPool
 
@@ -47,6 +48,46 @@ def run_meta(sweep: Sweep) -> dict[str, Any]:
             "site": str(resources.site.source) if resources.site else None,
         },
     }
+
+
+def check_settings(store: RunStore, sweep: Sweep) -> list[str]:
+    """Before a run directory is (re)planned: what identity settings the sweep changed.
+
+    A static plan gets new job ids for them, so the notices only say what happened to the
+    earlier results. An adaptive study's finished trials were computed under the old
+    settings and its sampler learned from them: it is refused, naming the setting."""
+    if not store.exists():
+        return []
+    old = store.meta()
+    changes = settings_changes(old.get("template"), JobTemplate.of(sweep))
+    if not changes:
+        return []
+    if sweep.search.method == "optuna" and old.get("optuna"):
+        from candle.adaptive.study import told_trials
+
+        told = told_trials(store.root, OptunaConfig.from_record(old["optuna"]).study_name)
+        if told:
+            first = changes[0]
+            raise UserError(
+                f"{first} since this study began: its {told} trial(s) were computed under "
+                f"the old setting; give the sweep a new name to start a new study",
+                file=sweep.source, line=_line_of(sweep, first.key), key=first.key)
+        return []
+    kept = sum(1 for job in store.jobs() if (store.job_dir(job.id) / RESULT).exists())
+    what = "; ".join(str(change) for change in changes)
+    return [f"{what}: jobs under the new settings are new jobs; {kept} result(s) of the "
+            "earlier settings stay in jobs/ but do not count"]
+
+
+def _line_of(sweep: Sweep, key: str) -> int | None:
+    from candle.spec.yaml_lines import load_yaml
+
+    try:
+        _, lines, _ = load_yaml(sweep.source)
+    except UserError:
+        return None
+    path = tuple(key.split(" ")[0].split("."))
+    return lines.line(path) if len(path) > 1 else None
 
 
 def planned_pool(resources: Resources) -> SlotPool:
@@ -113,6 +154,8 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
                         key="resources.ranks_per_job")
     store = RunStore(sweep.run_dir)
     with store.supervisor_lock():
+        for notice in check_settings(store, sweep):
+            (on_notice or (lambda message: None))(notice)
         adaptive = sweep.search.method == "optuna"
         total = store.initialise(sweep.text, run_meta(sweep),
                                  None if adaptive else iter_jobs(sweep))

@@ -19,7 +19,7 @@ def test_optuna_search_with_options_objectives_and_scientific_bounds(tmp_path: P
           sampler: {name: nsga2, population_size: 6}
           trials: 30
           seed: 4
-          metric: [val_loss, val_acc]
+          metric: [val_loss, val_accuracy]
           direction: [minimize, maximize]
           space:
             learning_rate: {loguniform: [1e-4, 1e-2]}
@@ -29,7 +29,7 @@ def test_optuna_search_with_options_objectives_and_scientific_bounds(tmp_path: P
     search = sweep.search
     assert search.method == "optuna" and search.trials == 30
     assert search.sampler == "nsga2" and search.sampler_options == {"population_size": 6}
-    assert search.objectives == (("val_loss", "minimize"), ("val_acc", "maximize"))
+    assert search.objectives == (("val_loss", "minimize"), ("val_accuracy", "maximize"))
     assert search.space["learning_rate"] == Uniform(1e-4, 1e-2, log=True)
     assert search.space["batch_size"] == IntRange(8, 64, step=8)
     assert search.space["dense"] == Choice(([32, 8], [64]))

@@ -64,6 +64,7 @@ def test_trains_well_above_chance(tmp_path: Path) -> None:
 
     out = train(params(), TrainContext(job_dir=tmp_path, seed=1))
     assert out["metrics"]["val_accuracy"] > 0.75
+    assert set(out["metrics"]) == set(get_benchmark("nt3").metrics)  # what a sweep may select
     assert len(out["history"]["val_loss"]) == 8
     assert out["history"]["loss"][-1] < out["history"]["loss"][0]
 

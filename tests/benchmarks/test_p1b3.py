@@ -206,7 +206,7 @@ def test_learns_dose_response(tmp_path: Path) -> None:
     params = _small(epochs=8, optimizer="adam", learning_rate=0.001)
     result = train(params, TrainContext(job_dir=tmp_path, seed=1))
     history = result["history"]
-    assert set(BENCHMARK.metrics) <= set(history)
+    assert set(result["metrics"]) == set(BENCHMARK.metrics)  # what a sweep may select
     assert history["val_r2"][-1] > 0.2  # 0 is predicting the mean
     assert history["val_mse"][-1] < history["val_mse"][0]
 

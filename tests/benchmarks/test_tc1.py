@@ -89,6 +89,8 @@ def test_learns_tumour_types(tmp_path: Path) -> None:
     assert len(history["val_accuracy"]) == 12
     assert history["val_accuracy"][-1] > 0.6  # 4 balanced classes: chance is 0.25
     assert history["val_loss"][-1] < history["val_loss"][0]
+    declared = set(BENCHMARK.metrics)  # lr: only with ReduceLROnPlateau on
+    assert declared - {"lr"} <= set(result["metrics"]) <= declared
 
 
 @pytest.mark.slow

@@ -29,7 +29,12 @@ CASES = [
     ("name: x\nbenchmark: nt3\nparams:\n  epochs: many\n", 4, "params.epochs",
      "expected an integer"),
     ("name: x\nbenchmark: nt3\nparams:\n  epochs: 2\n  lernrate: 0.1\n", 5, "params.lernrate",
-     "has no parameter 'lernrate'; its parameters: activation"),
+     "has no parameter 'lernrate'; did you mean 'learning_rate'?; its parameters: activation"),
+    ("name: x\nbenchmark: nt3\nsearch:\n  metric: val_los\n", 4, "search.metric",
+     "benchmark nt3 does not report 'val_los'; did you mean 'val_loss'?; it reports: loss"),
+    ("name: x\nbenchmark: p1b3\nsearch:\n  method: optuna\n  space: {dropout: [0.1]}\n"
+     "  metric: [val_loss, val_r3]\n  direction: [minimize, maximize]\n", 6,
+     "search.metric[1]", "does not report 'val_r3'; did you mean 'val_r2'?"),
     ("name: x\nbenchmark: nt4\n", 2, "benchmark", "unknown benchmark 'nt4'"),
     ("name: x\nbenchmark: nt3\nsearch:\n  method: grid\n  space: {}\n", 5, "search.space",
      "non-empty"),
@@ -98,14 +103,14 @@ CASES = [
     (OPT + "  sampler: {n_startup_trials: 3}\n", 7, "search.sampler", "missing 'name'"),
     (OPT + "  pruner: {name: percentile, percentile: 150.0}\n", 7, "search.pruner",
      "PercentilePruner: Percentile must be between 0 and 100"),
-    (OPT + "  metric: [val_loss, val_acc]\n  direction: [minimize]\n", 8, "search.direction",
+    (OPT + "  metric: [val_loss, val_accuracy]\n  direction: [minimize]\n", 8, "search.direction",
      "1 directions for 2 metrics"),
-    (OPT + "  metric: [val_loss, val_acc]\n  direction: minimize\n  pruner: median\n", 9,
+    (OPT + "  metric: [val_loss, val_accuracy]\n  direction: minimize\n  pruner: median\n", 9,
      "search.pruner", "cannot prune a multi-objective study"),
     ("name: x\nbenchmark: nt3\nsearch:\n  method: grid\n  space: {dropout: [0.1]}\n"
      "  sampler: tpe\n", 6, "search.sampler", "only for method optuna"),
     ("name: x\nbenchmark: nt3\nsearch:\n  method: random\n  space: {dropout: [0.1]}\n"
-     "  metric: [val_loss, val_acc]\n", 6, "search.metric", "expected a string"),
+     "  metric: [val_loss, val_accuracy]\n", 6, "search.metric", "expected a string"),
     (OPT.replace("{uniform: [0.1, 0.5]}", "{int: [1, 64], log: true, step: 2}")
      .replace("dropout", "batch_size"), 6, "search.space.batch_size",
      "both log-scaled and stepped"),

@@ -35,7 +35,8 @@ def run_on_cluster(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool =
     while True:
         try:
             meta = {**run_meta(sweep), "fail_fast": fail_fast}
-            scripts, new, still = plan_and_submit(sweep, meta, dry_run=dry_run)
+            scripts, new, still = plan_and_submit(sweep, meta, dry_run=dry_run,
+                                                  on_notice=lambda m: console.print(f"note: {m}"))
         except SchedulerError as exc:
             console.print(f"[red]submission failed:[/] {exc}")
             return 1

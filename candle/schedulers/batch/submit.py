@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from candle.spec.site import SiteConfig
 from candle.state import JobState
 from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
 from candle.store.run_store import RunStore
+from candle.supervisor.run import check_settings
 
 RECORDS = "submissions.json"
 
@@ -192,7 +194,8 @@ def active(store: RunStore) -> list[tuple[Submission, AllocState]]:
     return out
 
 
-def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
+def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool,
+                    on_notice: Callable[[str], None] | None = None,
                     ) -> tuple[list[Script], list[Submission], list[Submission]]:
     """Returns (scripts, new submissions, still-active older ones)."""
     store = RunStore(sweep.run_dir)
@@ -205,6 +208,8 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool
     if running:
         return [], [], [record for record, _ in running]
     with store.supervisor_lock():
+        for notice in check_settings(store, sweep):
+            (on_notice or (lambda message: None))(notice)
         store.initialise(sweep.text, run_meta, None if adaptive else iter_jobs(sweep))
         if not adaptive:
             pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
