@@ -15,7 +15,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check candle benchmarks tests workflows scripts
-	$(BIN)/mypy candle benchmarks
+	$(BIN)/mypy candle benchmarks/candle_benchmarks
 
 test: lint
 	$(BIN)/python -m pytest -q

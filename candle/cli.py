@@ -321,7 +321,7 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
 def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
           config: Path | None, show_summary: bool, out: Path | None, show_help: bool) -> None:
     """Train one BENCHMARK job in the foreground (like upstream *_baseline_keras2.py)."""
-    from benchmarks._base import builtin_names, get_benchmark
+    from candle_benchmarks._base import builtin_names, get_benchmark
     from candle.params import parse_set, read_config_file, resolve
     from candle.report.render import print_benchmark_params
 
@@ -380,8 +380,8 @@ def data() -> None:
               help="sizes and seed, e.g. --set features=2000 --set samples=300")
 def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
     """Write BENCHMARK's synthetic data set as upstream files into --out."""
-    from benchmarks._base import builtin_names, get_benchmark
-    from benchmarks.synth_files import write_synthetic
+    from candle_benchmarks._base import builtin_names, get_benchmark
+    from candle_benchmarks.synth_files import write_synthetic
     from candle.params import parse_set, resolve
 
     if benchmark not in builtin_names():
@@ -398,7 +398,7 @@ def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
 
 
 def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) -> None:
-    from benchmarks._base import TrainContext
+    from candle_benchmarks._base import TrainContext
     from candle.job.runner import mpi_rank_and_size, train_job
     from candle.store import atomic_write_json
 

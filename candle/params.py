@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks._base import BenchmarkDef, ParamError
+from candle_benchmarks._base import BenchmarkDef, ParamError
 from candle.errors import UserError
 
 

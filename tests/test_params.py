@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._base import get_benchmark
+from candle_benchmarks._base import get_benchmark
 from candle.errors import UserError
 from candle.params import parse_set, read_config_file, resolve
 from tests.conftest import write

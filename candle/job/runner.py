@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks._base import TrainContext, get_benchmark
+from candle_benchmarks._base import TrainContext, get_benchmark
 from candle.job.interrupt import Interrupted
 from candle.job.progress import EpochReporter, Pruned, use_reporter
 from candle.job.user_model import load_function, metrics_from, predictions_from

@@ -61,7 +61,7 @@ class JobSettings:
     def of(cls, sweep: Sweep) -> JobSettings:
         version = 0
         if not sweep.is_user_model:
-            from benchmarks._base import get_benchmark
+            from candle_benchmarks._base import get_benchmark
 
             version = get_benchmark(sweep.benchmark).version
         return cls(cv_seed=sweep.cv.seed if sweep.cv else None,
@@ -120,7 +120,7 @@ def _base_seed(sweep: Sweep) -> int:
     if "rng_seed" in sweep.params:
         return int(sweep.params["rng_seed"])
     if not sweep.is_user_model:
-        from benchmarks._base import get_benchmark
+        from candle_benchmarks._base import get_benchmark
 
         return int(get_benchmark(sweep.benchmark).defaults().get("rng_seed", sweep.search.seed))
     return sweep.search.seed

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from benchmarks._base import BenchmarkDef
+from candle_benchmarks._base import BenchmarkDef
 from candle.plan.jobs import Job
 from candle.report.status import RunStatus
 from candle.report.study_summary import StudySummary

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
+from candle_benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
 from candle.errors import UserError
 from candle.spec.model import (
     NOISE_KINDS,

@@ -3,7 +3,7 @@
     python scripts/perf/csv_load.py [--rows 1400] [--cols 60483] [--dir /tmp/candle-perf]
 
 1. upstream's path: pandas.read_csv(header=None) then .values as float32
-2. candle's parser: pyarrow.csv into float32 (benchmarks.io.read_labelled_csv)
+2. candle's parser: pyarrow.csv into float32 (candle_benchmarks.io.read_labelled_csv)
    (alone, then with the cache write that a first load in a job does)
 3. candle's second load: the cached .npy files, memory-mapped (and every value touched)
 Prints seconds and peak RSS growth for each; writes nothing but the CSV and its cache.
@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.cache import cached_arrays
-from benchmarks.io import read_labelled_csv
+from candle_benchmarks.cache import cached_arrays
+from candle_benchmarks.io import read_labelled_csv
 
 
 def peak_mib() -> float:

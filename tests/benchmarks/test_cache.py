@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import cache
-from benchmarks.io import read_labelled_csv
-from benchmarks.nt3.data import load_csv_pair
+from candle_benchmarks import cache
+from candle_benchmarks.io import read_labelled_csv
+from candle_benchmarks.nt3.data import load_csv_pair
 
 
 def write_csv(path: Path, rows: int, cols: int, seed: int) -> np.ndarray:

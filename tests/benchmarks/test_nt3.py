@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks._base import TrainContext, get_benchmark
-from benchmarks.nt3.data import synthesize
+from candle_benchmarks._base import TrainContext, get_benchmark
+from candle_benchmarks.nt3.data import synthesize
 from tests.conftest import ROOT, candle_cmd
 
 SMALL = {"features": 400, "samples": 400, "conv": [16, 20, 1, 16, 10, 1], "dense": [32, 8],
@@ -60,7 +60,7 @@ def test_parameter_count_matches_upstream_at_default_width(cli) -> None:  # type
 @pytest.mark.slow
 @pytest.mark.integration
 def test_trains_well_above_chance(tmp_path: Path) -> None:
-    from benchmarks.nt3.train import train
+    from candle_benchmarks.nt3.train import train
 
     out = train(params(), TrainContext(job_dir=tmp_path, seed=1))
     assert out["metrics"]["val_accuracy"] > 0.75
@@ -107,7 +107,7 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_restart_modes(tmp_path: Path) -> None:
-    from benchmarks.nt3.train import train
+    from candle_benchmarks.nt3.train import train
 
     tiny = params(epochs=2, features=120, samples=60, conv=[4, 20, 1, 4, 10, 1], dense=[4, 2])
     with pytest.raises(RuntimeError, match="ckpt_restart_mode=required but no checkpoint"):

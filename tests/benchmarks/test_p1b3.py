@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks._base import TrainContext
-from benchmarks.io import DataFileError
-from benchmarks.p1b3 import BENCHMARK
-from benchmarks.p1b3 import data as p1b3_data
-from benchmarks.synth_files import write_synthetic
+from candle_benchmarks._base import TrainContext
+from candle_benchmarks.io import DataFileError
+from candle_benchmarks.p1b3 import BENCHMARK
+from candle_benchmarks.p1b3 import data as p1b3_data
+from candle_benchmarks.synth_files import write_synthetic
 
 
 def _small(**extra: Any) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def test_defaults_follow_upstream() -> None:
 
 @pytest.mark.slow
 def test_upstream_parameter_count() -> None:
-    from benchmarks.p1b3.train import build
+    from candle_benchmarks.p1b3.train import build
 
     # Upstream README, default features: drug_concentration (1) + cell_expression (25722)
     # + drug_descriptors (3809) = 29532 inputs; our synthetic sizes default to the same.
@@ -48,7 +48,7 @@ def test_upstream_parameter_count() -> None:
 
 
 def test_conv_variant_parameter_count() -> None:
-    from benchmarks.p1b3.train import build
+    from candle_benchmarks.p1b3.train import build
 
     # p1b3_conv_model.txt's conv=[10,10,5, 10,10,5] with no dense layers; pool 2 (not
     # upstream's 10) so a small input keeps a non-empty second conv output.
@@ -61,7 +61,7 @@ def test_conv_variant_parameter_count() -> None:
 
 
 def test_batch_norm_adds_four_weights_per_unit() -> None:
-    from benchmarks.p1b3.train import build
+    from candle_benchmarks.p1b3.train import build
 
     plain = build(_small()).count_params()
     normed = build(_small(batch_norm=True)).count_params()
@@ -201,7 +201,7 @@ def test_test_lists_keep_their_rows_out_of_training(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_learns_dose_response(tmp_path: Path) -> None:
-    from benchmarks.p1b3.train import train
+    from candle_benchmarks.p1b3.train import train
 
     params = _small(epochs=8, optimizer="adam", learning_rate=0.001)
     result = train(params, TrainContext(job_dir=tmp_path, seed=1))
@@ -214,7 +214,7 @@ def test_learns_dose_response(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_resume_loads_checkpoint_with_r2_metric(tmp_path: Path) -> None:
-    from benchmarks.p1b3.train import train
+    from candle_benchmarks.p1b3.train import train
 
     params = _small(epochs=1, cells=8, drugs=6, conv=[4, 5, 1], pool=2, dense=[8])
     first = train(params, TrainContext(job_dir=tmp_path, seed=1))

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks._base import get_benchmark
-from benchmarks.io import DataFileError, read_labelled_csv
-from benchmarks.synth_files import write_synthetic
+from candle_benchmarks._base import get_benchmark
+from candle_benchmarks.io import DataFileError, read_labelled_csv
+from candle_benchmarks.synth_files import write_synthetic
 
 LABELLED = {"nt3": ("nt_train2.csv", "nt_test2.csv"),
             "tc1": ("type_18_300_train.csv", "type_18_300_test.csv")}
@@ -29,10 +29,10 @@ def _params(benchmark: str, **extra: Any) -> dict[str, Any]:
 
 def _load_labelled(benchmark: str, params: dict[str, Any]) -> Any:
     if benchmark == "nt3":
-        from benchmarks.nt3 import data as nt3_data
+        from candle_benchmarks.nt3 import data as nt3_data
 
         return nt3_data.load(params, None, None, 0, True, int(params["classes"]))
-    from benchmarks.tc1 import data as tc1_data
+    from candle_benchmarks.tc1 import data as tc1_data
 
     return tc1_data.load(params, None, None, 0, True)
 
@@ -56,7 +56,7 @@ def test_labelled_round_trip(tmp_path: Path, benchmark: str) -> None:
 
 
 def test_p1b3_round_trip(tmp_path: Path) -> None:
-    from benchmarks.p1b3 import data as p1b3_data
+    from candle_benchmarks.p1b3 import data as p1b3_data
 
     params = _params("p1b3")
     paths = write_synthetic("p1b3", tmp_path, params)

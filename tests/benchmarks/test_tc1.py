@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks._base import TrainContext
-from benchmarks.io import DataFileError
-from benchmarks.synth_files import write_synthetic
-from benchmarks.tc1 import BENCHMARK
-from benchmarks.tc1 import data as tc1_data
+from candle_benchmarks._base import TrainContext
+from candle_benchmarks.io import DataFileError
+from candle_benchmarks.synth_files import write_synthetic
+from candle_benchmarks.tc1 import BENCHMARK
+from candle_benchmarks.tc1 import data as tc1_data
 
 
 def _small(**extra: Any) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def test_defaults_follow_upstream() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("classes", [36, 18])
 def test_upstream_parameter_count(classes: int) -> None:
-    from benchmarks.tc1.train import build
+    from candle_benchmarks.tc1.train import build
 
     width = 60483
     conv1 = 20 * 1 * 128 + 128                 # kernel 20, 1 channel in, 128 filters
@@ -79,7 +79,7 @@ def test_label_outside_classes_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_learns_tumour_types(tmp_path: Path) -> None:
-    from benchmarks.tc1.train import train
+    from candle_benchmarks.tc1.train import train
 
     params = _small(epochs=12, optimizer="adam", learning_rate=0.003)
     before = dict(params)
@@ -98,7 +98,7 @@ def test_learns_tumour_types(tmp_path: Path) -> None:
 def test_reduce_lr_on_plateau_cuts_learning_rate(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from benchmarks.tc1.train import train
+    from candle_benchmarks.tc1.train import train
 
     rates: list[float] = []
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._base import TrainContext
+from candle_benchmarks._base import TrainContext
 from candle.job.runner import execute, train_job
 from candle.job.user_model import metrics_from
 from candle.plan.jobs import Job

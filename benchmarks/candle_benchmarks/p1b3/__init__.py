@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from benchmarks._base import COMMON_PARAMS, BenchmarkDef, Param
+from candle_benchmarks._base import COMMON_PARAMS, BenchmarkDef, Param
 
 # Upstream p1b3_default_model.txt: batch_size=100, epochs=1, learning_rate=0.001,
 # rng_seed=2017 (optimizer sgd, the common default).
@@ -17,7 +17,7 @@ BENCHMARK = BenchmarkDef(
     name="p1b3",
     description="drug response: percent growth from cell expression, drug descriptors and "
                 "log concentration, MLP 1000-500-100-50",
-    runner="benchmarks.p1b3.train",
+    runner="candle_benchmarks.p1b3.train",
     metrics=("loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2",
              "params_count"),
     params=(

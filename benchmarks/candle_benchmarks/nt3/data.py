@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._keras import Arrays, maxabs_scale
-from benchmarks._splits import fold_indices, kfold_assignment
+from candle_benchmarks._keras import Arrays, maxabs_scale
+from candle_benchmarks._splits import fold_indices, kfold_assignment
 
 TRAIN_FILE = "nt_train2.csv"
 TEST_FILE = "nt_test2.csv"
@@ -56,8 +56,8 @@ def load_csv_pair(directory: Path, train: str, test: str) -> tuple[
 ]:
     """Upstream layout: no header, label in column 0, features after. Parsed once, then
     memory-mapped from the cache beside the files."""
-    from benchmarks.cache import cached_arrays
-    from benchmarks.io import DataFileError, read_labelled_csv
+    from candle_benchmarks.cache import cached_arrays
+    from candle_benchmarks.io import DataFileError, read_labelled_csv
 
     def read(path: Path) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         if not path.is_file():
@@ -76,7 +76,7 @@ def load_csv_pair(directory: Path, train: str, test: str) -> tuple[
 def _check_labels(directory: Path, files: tuple[str, str],
                   labels: tuple[NDArray[np.int64], NDArray[np.int64]], classes: int) -> None:
     """A label outside 0..classes-1 names its file (to_categorical would fail obscurely)."""
-    from benchmarks.io import DataFileError
+    from candle_benchmarks.io import DataFileError
 
     for name, values in zip(files, labels, strict=True):
         bad = values[(values < 0) | (values >= classes)]

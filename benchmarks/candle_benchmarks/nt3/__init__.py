@@ -1,12 +1,12 @@
 """NT3: normal vs tumour classification from RNA-seq expression (Pilot1/NT3), 1-D conv."""
 
-from benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
+from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
 
 # Defaults follow upstream Pilot1/NT3/nt3_default_model.txt.
 BENCHMARK = BenchmarkDef(
     name="nt3",
     description="normal vs tumour (2 classes), Conv1D stack on 60,483 expression features",
-    runner="benchmarks.nt3.train",
+    runner="candle_benchmarks.nt3.train",
     metrics=("loss", "accuracy", "val_loss", "val_accuracy", "params_count"),
     params=(
         *COMMON_PARAMS,

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._keras import Arrays
-from benchmarks.nt3 import data as nt3_data
+from candle_benchmarks._keras import Arrays
+from candle_benchmarks.nt3 import data as nt3_data
 
 TRAIN_FILE = "type_18_300_train.csv"
 TEST_FILE = "type_18_300_test.csv"

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._base import TrainContext
-from benchmarks._horovod import current
-from benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
-from benchmarks._uq import (
+from candle_benchmarks._base import TrainContext
+from candle_benchmarks._horovod import current
+from candle_benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
+from candle_benchmarks._uq import (
     NOISE_SEED,
     UQConfig,
     bootstrap_indices,
@@ -20,7 +20,7 @@ from benchmarks._uq import (
     noisy_targets,
     training_set_record,
 )
-from benchmarks.p1b3 import data, spread
+from candle_benchmarks.p1b3 import data, spread
 
 _R2: dict[str, Callable[..., Any]] = {}
 

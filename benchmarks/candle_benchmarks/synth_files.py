@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._base import get_benchmark
+from candle_benchmarks._base import get_benchmark
 
 
 def write_synthetic(benchmark: str, out_dir: Path, params: dict[str, Any]) -> list[Path]:
@@ -34,15 +34,15 @@ def write_synthetic(benchmark: str, out_dir: Path, params: dict[str, Any]) -> li
 
 
 def _write_labelled(benchmark: str, out_dir: Path, params: dict[str, Any]) -> list[Path]:
-    from benchmarks.nt3.data import split_train_test
+    from candle_benchmarks.nt3.data import split_train_test
 
     if benchmark == "nt3":
-        from benchmarks.nt3 import data as nt3_data
+        from candle_benchmarks.nt3 import data as nt3_data
 
         x, y = nt3_data.synthesize(params)
         names = (nt3_data.TRAIN_FILE, nt3_data.TEST_FILE)
     else:
-        from benchmarks.tc1 import data as tc1_data
+        from candle_benchmarks.tc1 import data as tc1_data
 
         x, y = tc1_data.synthesize(params)
         names = (tc1_data.TRAIN_FILE, tc1_data.TEST_FILE)
@@ -55,7 +55,7 @@ def _write_labelled(benchmark: str, out_dir: Path, params: dict[str, Any]) -> li
 
 
 def _write_p1b3(out_dir: Path, params: dict[str, Any]) -> list[Path]:
-    from benchmarks.p1b3 import data as p1b3_data
+    from candle_benchmarks.p1b3 import data as p1b3_data
 
     tables = p1b3_data.synthesize(params)
     resp = tables.response

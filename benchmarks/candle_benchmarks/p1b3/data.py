@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._splits import fold_indices, kfold_assignment
-from benchmarks.io import (
+from candle_benchmarks._splits import fold_indices, kfold_assignment
+from candle_benchmarks.io import (
     DataFileError,
     DoseResponseRows,
     NamedTable,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks._keras import make_optimizer
+from candle_benchmarks._keras import make_optimizer
 
 
 def build_conv_classifier(tf: Any, params: dict[str, Any], width: int) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._uq import QUANTILE_LEVELS
+from candle_benchmarks._uq import QUANTILE_LEVELS
 
 LOG_VAR_CLIP = 10.0
 HEADS = {"heteroscedastic": 2, "quantile": len(QUANTILE_LEVELS)}

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
+from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
 
 # Upstream tc1_default_model.txt names no learning rate: it compiles optimizer='sgd', i.e.
 # Keras' default SGD, whose learning rate is 0.01.
@@ -13,7 +13,7 @@ _COMMON = tuple(replace(p, default=0.01) if p.name == "learning_rate" else p
 BENCHMARK = BenchmarkDef(
     name="tc1",
     description="tumour type (36 classes), NT3's Conv1D stack on 60,483 expression features",
-    runner="benchmarks.tc1.train",
+    runner="candle_benchmarks.tc1.train",
     metrics=("loss", "accuracy", "val_loss", "val_accuracy", "lr", "params_count"),
     params=(
         *_COMMON,

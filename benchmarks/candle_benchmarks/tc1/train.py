@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks._base import TrainContext
-from benchmarks._keras import configure_tensorflow, fit
-from benchmarks.conv1d import build_conv_classifier
-from benchmarks.tc1 import data
+from candle_benchmarks._base import TrainContext
+from candle_benchmarks._keras import configure_tensorflow, fit
+from candle_benchmarks.conv1d import build_conv_classifier
+from candle_benchmarks.tc1 import data
 
 
 def build(params: dict[str, Any], width: int | None = None) -> Any:

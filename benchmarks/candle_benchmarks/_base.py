@@ -153,9 +153,9 @@ CONV_CLASSIFIER_PARAMS: tuple[Param, ...] = (
 )
 
 BUILTIN = {
-    "nt3": "benchmarks.nt3",
-    "tc1": "benchmarks.tc1",
-    "p1b3": "benchmarks.p1b3",
+    "nt3": "candle_benchmarks.nt3",
+    "tc1": "candle_benchmarks.tc1",
+    "p1b3": "candle_benchmarks.p1b3",
 }
 
 
