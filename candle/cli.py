@@ -321,9 +321,9 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
 def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
           config: Path | None, show_summary: bool, out: Path | None, show_help: bool) -> None:
     """Train one BENCHMARK job in the foreground (like upstream *_baseline_keras2.py)."""
-    from candle_benchmarks._base import builtin_names, get_benchmark
     from candle.params import parse_set, read_config_file, resolve
     from candle.report.render import print_benchmark_params
+    from candle_benchmarks._base import builtin_names, get_benchmark
 
     if benchmark is None:
         click.echo(ctx.get_help())
@@ -380,9 +380,9 @@ def data() -> None:
               help="sizes and seed, e.g. --set features=2000 --set samples=300")
 def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
     """Write BENCHMARK's synthetic data set as upstream files into --out."""
+    from candle.params import parse_set, resolve
     from candle_benchmarks._base import builtin_names, get_benchmark
     from candle_benchmarks.synth_files import write_synthetic
-    from candle.params import parse_set, resolve
 
     if benchmark not in builtin_names():
         raise UserError(f"unknown benchmark {benchmark!r}; use one of "
@@ -398,9 +398,9 @@ def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
 
 
 def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) -> None:
-    from candle_benchmarks._base import TrainContext
     from candle.job.runner import mpi_rank_and_size, train_job
     from candle.store import atomic_write_json
+    from candle_benchmarks._base import TrainContext
 
     job_dir = out or Path(tempfile.mkdtemp(prefix=f"candle-{benchmark}-"))
     job_dir.mkdir(parents=True, exist_ok=True)

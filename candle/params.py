@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from candle_benchmarks._base import BenchmarkDef, ParamError
 from candle.errors import UserError
+from candle_benchmarks._base import BenchmarkDef, ParamError
 
 
 def parse_set(item: str) -> tuple[str, Any]:

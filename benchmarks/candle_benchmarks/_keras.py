@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from candle.job import interrupt
 from candle_benchmarks._base import TrainContext
 from candle_benchmarks._horovod import Distribution, current, use, weights_digest
 from candle_benchmarks._uq import UQConfig, predict, transform_training_set
-from candle.job import interrupt
 
 
 @dataclass

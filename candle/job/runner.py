@@ -11,13 +11,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from candle_benchmarks._base import TrainContext, get_benchmark
 from candle.job.interrupt import Interrupted
 from candle.job.progress import EpochReporter, Pruned, use_reporter
 from candle.job.user_model import load_function, metrics_from, predictions_from
 from candle.plan.jobs import Job
 from candle.store.atomic import atomic_write_bytes
 from candle.uq.predictions import save as save_predictions
+from candle_benchmarks._base import TrainContext, get_benchmark
 
 
 def mpi_rank_and_size() -> tuple[int, int]:
@@ -124,10 +124,11 @@ def execute(
         outcome = train_job(benchmark, job.params, ctx, base_dir)
         save_outputs(outcome, job_dir, rank)
         reported = outcome.get("metrics", {})
-        for metric in metrics:
-            if metric not in reported:
-                raise KeyError(f"the model did not report metric {metric!r}; it reported "
-                               f"{', '.join(sorted(reported)) or 'nothing'}")
+        missing = [metric for metric in metrics if metric not in reported]
+        if missing:
+            record.update(missing_metric=missing[0], metrics=reported)
+            raise KeyError(f"the model did not report metric {missing[0]!r}; it reported "
+                           f"{', '.join(sorted(reported)) or 'nothing'}")
         record.update(outcome)
         if reporter is not None and reporter.history and not record.get("history"):
             record["history"] = reporter.history  # a user model's candle.report calls

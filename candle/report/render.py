@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from candle_benchmarks._base import BenchmarkDef
 from candle.plan.jobs import Job
 from candle.report.status import RunStatus
 from candle.report.study_summary import StudySummary
 from candle.report.summary import Summary
 from candle.state import JobState
+from candle_benchmarks._base import BenchmarkDef
 
 
 def _console(stderr: bool = False) -> Console:

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from candle_benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
 from candle.errors import UserError
 from candle.spec.model import (
     NOISE_KINDS,
@@ -28,6 +27,7 @@ from candle.spec.model import (
     walltime_seconds,
 )
 from candle.spec.yaml_lines import KeyPath, LineMap, load_yaml
+from candle_benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
 
 if TYPE_CHECKING:
     from candle.spec.site import SiteConfig

@@ -49,7 +49,8 @@ class Outcome:
     interrupted: int = 0  # stopped by a drain; they resume next time
     checkpointed: int = 0  # of those, the ones that stopped themselves at a checkpoint
     left: bool = False  # work remains that this supervisor did not do (walltime, fail-fast)
-    stopped_by: str = ""  # why it stopped early: walltime | signal | fail-fast | ""
+    stopped_by: str = ""  # why it stopped early: walltime | signal | fail-fast | bad-metric
+    fatal: str = ""  # a mistake in the sweep that every job would repeat (bad-metric)
     failed_ids: list[str] = field(default_factory=list)
 
 
@@ -154,6 +155,7 @@ class Supervisor:
         self._draining = ""  # why: walltime | signal | fail-fast
         self._drain_started = 0.0
         self._out_of_time = False
+        self._fatal = ""  # set by a result that lacks the sweep's metric
         self._began = began if began is not None else time.time()  # the allocation's start
 
     def run(self, jobs: JobSource | Iterable[Job]) -> Outcome:
@@ -179,6 +181,8 @@ class Supervisor:
                         self._drain("walltime")
                     elif self.fail_fast and outcome.failed:
                         self._drain("fail-fast")
+                    elif self._fatal:
+                        self._drain("bad-metric")
                 if self._draining or self._out_of_time:
                     if not self._running:
                         break
@@ -198,6 +202,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        outcome.fatal = self._fatal
         outcome.left = bool(retries) or not source.exhausted() or outcome.interrupted > 0
         if outcome.left:
             outcome.stopped_by = self._draining or ("walltime" if self._out_of_time else "")
@@ -230,7 +235,8 @@ class Supervisor:
         self._draining = why
         self._drain_started = time.time()
         what = {"signal": "SIGUSR1 (walltime near)", "walltime": "the walltime is near",
-                "fail-fast": "a job failed and --fail-fast is set"}[why]
+                "fail-fast": "a job failed and --fail-fast is set",
+                "bad-metric": "a job did not report the sweep's metric"}[why]
         self.on_notice(f"draining: {what}; {len(self._running)} running job(s) asked to "
                        "checkpoint and stop")
         for running in self._running.values():
@@ -341,6 +347,10 @@ class Supervisor:
             result = self._crash_result(running, code, result)
             self.store.write_result(job.id, result)
         self.store.clear_running(job.id)
+        if result.get("missing_metric"):  # every job would fail alike: stop the sweep
+            self._fatal = str(result.get("error") or "")
+            self._give_up(job, source, outcome, result)
+            return
         if running.tries <= self.retries and source.wanted(job):
             self.on_event("retry", job, result)
             retries.append((job, running.tries + 1))

@@ -178,4 +178,25 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
             fail_fast=fail_fast,
             on_notice=on_notice,
         )
-        return supervisor.run(source)
+        outcome = supervisor.run(source)
+    if outcome.fatal:
+        raise missing_metric_error(sweep, outcome)
+    return outcome
+
+
+def missing_metric_error(sweep: Sweep, outcome: Outcome) -> UserError:
+    """A job's result lacks the sweep's metric: every job would fail alike (and an Optuna
+    budget burn), so the sweep stops with one line at search.metric."""
+    from candle.spec.parse import did_you_mean
+
+    store = RunStore(sweep.run_dir)
+    result = next((r for r in map(store.result, outcome.failed_ids)
+                   if r and r.get("missing_metric")), {})
+    metric = str(result.get("missing_metric", sweep.search.metric))
+    reported = sorted(result.get("metrics") or {})
+    key = "search.metric"
+    return UserError(
+        f"{sweep.benchmark} did not report {metric!r}{did_you_mean(metric, reported)} "
+        f"(job {result.get('job_id', '?')} reported: {', '.join(reported) or 'nothing'}); "
+        "the sweep stopped: fix the metric (or the model) and run again",
+        file=sweep.source, line=_line_of(sweep, key), key=key)

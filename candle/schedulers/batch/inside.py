@@ -63,6 +63,9 @@ def supervise(run_dir: Path) -> Outcome:
             max_concurrent=int(meta["resources"].get("max_concurrent") or 0))
         outcome = supervisor.run(job_source(store))
         this_job = backend.this_job()
+        if outcome.fatal:  # every job would repeat it: no continuation
+            _say(f"stopped: {outcome.fatal}; fix search.metric (or the model) and run again")
+            return outcome
         if outcome.left and outcome.stopped_by != "fail-fast" and this_job:
             if not Supervisor.progressed(outcome):
                 _say("work left, but this allocation finished no job and saved no "
