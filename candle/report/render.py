@@ -288,3 +288,4 @@ def print_benchmark_params(definition: BenchmarkDef) -> None:
         help_text = param.help + (f" ({'|'.join(param.choices)})" if param.choices else "")
         table.add_row(param.name, param.type, _fmt(param.default), help_text)
     console.print(table)
+    console.print(f"metrics it reports (search.metric): {', '.join(definition.metrics)}")
