@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from candle.errors import UserError
+from candle.schedulers._command import SchedulerError
 from candle.spec.model import Resources
 from candle.supervisor.loop import EXIT_RESUMABLE
 
@@ -33,6 +34,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except SchedulerError as exc:  # scancel/qdel/... refused: the command, its code, stderr
+        click.echo(f"candle: {exc}", err=True)
+        sys.exit(EXIT_ENVIRONMENT)
     except OSError as exc:  # disk full, read-only or vanished filesystem: not a bug of ours
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"candle: {where}{exc.strerror or exc}; files already written are "
@@ -66,7 +70,7 @@ def validate(sweep: Path) -> None:
 def plan(sweep: Path, fmt: str, show: int) -> None:
     """Dry run: how many points, folds, replicas and jobs SWEEP makes. Writes nothing."""
     from candle.plan import Job, count_points, iter_jobs
-    from candle.report.render import print_plan
+    from candle.reporting.render import print_plan
     from candle.spec import load_sweep
 
     spec = load_sweep(sweep)
@@ -106,7 +110,7 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
     With a cluster scheduler this submits and returns (or follows, with --wait).
     Exit codes: 0 all done, 1 jobs failed, 2 a mistake in the input, 75 stopped early at a
     checkpoint (walltime, SIGUSR1): the same command continues."""
-    from candle.report.render import RunProgress
+    from candle.reporting.render import RunProgress
     from candle.spec import load_sweep
     from candle.supervisor import Interrupted, run_sweep
 
@@ -115,9 +119,15 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
         from candle.schedulers.batch.follow import run_on_cluster
 
         sys.exit(run_on_cluster(spec, dry_run=dry_run, wait=wait, fail_fast=fail_fast))
-    if dry_run:
-        raise UserError("--dry-run prints batch scripts; this sweep runs locally (see "
-                        "`candle plan` for its jobs)", file=sweep, key="resources.scheduler")
+    if dry_run or wait:
+        from candle.spec.yaml_lines import key_line
+
+        what = ("--dry-run prints batch scripts; this sweep runs locally (see `candle plan` "
+                "for its jobs)" if dry_run else
+                "--wait follows batch jobs; this sweep runs locally, and `candle run` already "
+                "waits for its jobs (drop --wait)")
+        raise UserError(what, file=sweep, line=key_line(sweep, ("resources", "scheduler")),
+                        key="resources.scheduler")
     started = time.time()
     adaptive = spec.search.method == "optuna"
     progress = RunProgress(spec.name, unit="trials" if adaptive else "jobs")
@@ -153,12 +163,25 @@ def allocation_info(resources: Resources) -> dict[str, Any]:
     from candle.supervisor.run import concurrent_jobs, planned_pool
 
     pool = planned_pool(resources)
-    return {"ranks_per_job": resources.ranks_per_job, "nodes": len(pool.nodes),
-            "slots_per_node": pool.nodes[0].slots, "gpus_per_node": resources.gpus_per_node,
-            "jobs_at_once": concurrent_jobs(resources, pool),
-            "launcher": ("srun" if resources.scheduler == "slurm" else
-                         "mpiexec" if resources.scheduler == "pbs" else
-                         "mpirun" if resources.ranks_per_job > 1 else "process")}
+    info: dict[str, Any] = {
+        "ranks_per_job": resources.ranks_per_job, "nodes": len(pool.nodes),
+        "slots_per_node": pool.nodes[0].slots, "gpus_per_node": resources.gpus_per_node,
+        "jobs_at_once": concurrent_jobs(resources, pool),
+        "launcher": ("srun" if resources.scheduler == "slurm" else
+                     "mpiexec" if resources.scheduler == "pbs" else
+                     "mpirun" if resources.ranks_per_job > 1 else "process")}
+    if resources.site is None:
+        return info
+    info["site"] = str(resources.site.source)
+    info["mode"] = resources.mode
+    if resources.mode == "array":  # every job its own submission: the throttle bounds them
+        info["jobs_at_once"] = resources.array_throttle  # 0: as many as the queue starts
+    elif not resources.slots_per_node:
+        info["note"] = (f"the site names no cores_per_node, so each node is asked for one "
+                        f"job's {resources.ranks_per_job} rank(s) and runs one job at a time; "
+                        "set cores_per_node in a site config beside the sweep (or "
+                        "resources.slots_per_node) to pack more")
+    return info
 
 
 @cli.command()
@@ -172,8 +195,8 @@ def allocation_info(resources: Resources) -> dict[str, Any]:
               metavar="SECONDS", help="with --watch: seconds between refreshes")
 def status(run_dir: Path, fmt: str, watch: bool, interval: float) -> None:
     """Counts of jobs by state in RUN_DIR, and the failed ones with their log tails."""
-    from candle.report import collect_status
-    from candle.report.render import print_status
+    from candle.reporting import collect_status
+    from candle.reporting.render import print_status
     from candle.store import RunStore
 
     store = RunStore(run_dir)
@@ -192,7 +215,7 @@ def status(run_dir: Path, fmt: str, watch: bool, interval: float) -> None:
 
 
 def _watch_status(store: Any, fmt: str, interval: float) -> None:
-    from candle.report.watch import watch, watch_console
+    from candle.reporting.watch import watch, watch_console
 
     if fmt != "table":
         raise UserError("--watch draws a table; use --format json without --watch")
@@ -214,7 +237,12 @@ def cancel(run_dir: Path) -> None:
     from candle.schedulers.batch.submit import cancel_run
     from candle.store import RunStore
 
-    ids = cancel_run(RunStore(run_dir).require())
+    store = RunStore(run_dir).require()
+    if store.meta()["resources"]["scheduler"] == "local":
+        raise UserError("a local run has no batch jobs to cancel; stop it with Ctrl-C, or "
+                        "SIGTERM to its `candle run` process (the same command resumes it)",
+                        file=run_dir)
+    ids = cancel_run(store)
     click.echo(f"cancelled {len(ids)} batch job(s): {' '.join(ids) or '-'}")
 
 
@@ -241,8 +269,13 @@ def supervise(run_dir: Path) -> None:
 def array_task(run_dir: Path, chunk: str) -> None:
     """Inside an array task: run this task's job."""
     from candle.schedulers.batch.inside import array_task as run_task
+    from candle.supervisor import Interrupted
 
-    sys.exit(run_task(run_dir, chunk))
+    try:
+        sys.exit(run_task(run_dir, chunk))
+    except Interrupted:  # SIGTERM: scancel/qdel, the walltime's kill, a preemption
+        click.echo("stopped by SIGTERM; the job resumes from its last checkpoint", err=True)
+        sys.exit(143)
 
 
 @cli.command()
@@ -260,14 +293,14 @@ def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None
     if store.meta().get("optuna"):
         _study_summary(store, fmt, top, plot)
         return
-    from candle.report import summarise
-    from candle.report.render import print_summary, summary_csv
+    from candle.reporting import summarise
+    from candle.reporting.render import print_summary, summary_csv
 
     result = summarise(store)
     if top is not None:
         result.rows = result.rows[:top]
     if plot is not None:
-        from candle.report.summary import plot_summary
+        from candle.reporting.summary import plot_summary
 
         plot_summary(result, plot)
     if fmt == "json":
@@ -281,8 +314,8 @@ def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None
 
 
 def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> None:
-    from candle.report.render import print_study_summary, study_csv
-    from candle.report.study_summary import plot_study, summarise_study
+    from candle.reporting.render import print_study_summary, study_csv
+    from candle.reporting.study_summary import plot_study, summarise_study
 
     result = summarise_study(store, importances=fmt != "csv")
     if plot is not None:
@@ -297,7 +330,7 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
         print_study_summary(result)
         uq = store.meta().get("uq")
         if uq:
-            from candle.report.render import print_study_uq
+            from candle.reporting.render import print_study_uq
             from candle.uq import summarise_uq
 
             print_study_uq(str(uq.get("method", "ensemble")), summarise_uq(store))
@@ -322,7 +355,7 @@ def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
           config: Path | None, show_summary: bool, out: Path | None, show_help: bool) -> None:
     """Train one BENCHMARK job in the foreground (like upstream *_baseline_keras2.py)."""
     from candle.params import parse_set, read_config_file, resolve
-    from candle.report.render import print_benchmark_params
+    from candle.reporting.render import print_benchmark_params
     from candle_benchmarks._base import builtin_names, get_benchmark
 
     if benchmark is None:
@@ -358,7 +391,7 @@ def report(run_dir: Path, out: Path) -> None:
     """Plots of RUN_DIR (learning curves, metric vs each varied parameter, parallel
     coordinates, UQ calibration and spread, CV folds) as PNG files and one self-contained
     HTML page, --out/index.html (no network needed to view it)."""
-    from candle.report.page import terminal_progress, write_report
+    from candle.reporting.page import terminal_progress, write_report
     from candle.store import RunStore
 
     store = RunStore(run_dir).require()

@@ -12,6 +12,7 @@ class JobState(StrEnum):
     FAILED = "failed"
     PRUNED = "pruned"  # stopped early by the search's pruner: finished, not failed
     INTERRUPTED = "interrupted"  # stopped at a checkpoint (walltime, preemption): resumes
+    LOST = "lost"  # marked running, but its supervisor is gone (lease expired): runs again
 
     @property
     def terminal(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from candle.launch._base import LaunchRequest, job_argv
+from candle.launch._base import LaunchRequest, job_argv, openmpi_env
 
 
 class LocalLauncher:
@@ -26,3 +26,6 @@ class LocalLauncher:
         if os.geteuid() == 0:
             argv.append("--allow-run-as-root")
         return [*argv, *job_argv(request)]
+
+    def env(self, request: LaunchRequest) -> dict[str, str]:
+        return openmpi_env(request)

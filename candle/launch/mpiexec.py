@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from candle.launch._base import LaunchRequest, job_argv
+from candle.launch._base import LaunchRequest, job_argv, openmpi_env
 
 FLAVOURS = ("pals", "hydra", "openmpi")
 
@@ -43,3 +43,6 @@ class MpiexecLauncher:
         if self.flavour == "pals" and self.cpu_bind:
             argv += ["--cpu-bind", self.cpu_bind, "-d", str(max(1, request.threads))]
         return [*argv, *job_argv(request)]
+
+    def env(self, request: LaunchRequest) -> dict[str, str]:
+        return openmpi_env(request) if self.flavour == "openmpi" else {}

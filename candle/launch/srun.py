@@ -14,7 +14,8 @@ class SrunLauncher:
         self.mpi = mpi
 
     def argv(self, request: LaunchRequest) -> list[str]:
-        argv = [self.srun, "--exact", f"--mpi={self.mpi}", "-n", str(request.ranks),
+        mpi = [f"--mpi={self.mpi}"] if self.mpi else []  # "": the cluster's MpiDefault
+        argv = [self.srun, "--exact", *mpi, "-n", str(request.ranks),
                 f"--cpus-per-task={max(1, request.threads)}", "--kill-on-bad-exit=1"]
         placement = request.placement
         if placement is not None:
@@ -22,3 +23,6 @@ class SrunLauncher:
                      f"--nodelist={','.join(placement.node_names)}",
                      f"--ntasks-per-node={placement.ranks_per_node}"]
         return [*argv, *job_argv(request)]
+
+    def env(self, request: LaunchRequest) -> dict[str, str]:
+        return {}  # srun's ranks are Slurm's step tasks: no mpirun to hold back

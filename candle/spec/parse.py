@@ -44,10 +44,11 @@ RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "no
                  "site", "signal_lead")
 DEFAULT_SIGNAL_LEAD = 180  # seconds: an epoch of a real benchmark, and Slurm's 60 s slack
 MODES = ("pack", "array")
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 METHODS = ("grid", "random", "list", "optuna")
 SCHEDULERS = ("local", "slurm", "pbs")
-DEFAULT_SITES = {"slurm": "local-slurm", "pbs": "generic-pbs"}
+# A sweep that names no site gets one that assumes nothing about the cluster (candle/sites/);
+# the emulated test cluster (local-slurm) only where it is named.
+DEFAULT_SITES = {"slurm": "generic-slurm", "pbs": "generic-pbs"}
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SCIENTIFIC_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -555,7 +556,7 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
 
         name = ctx.string(r.get("site", DEFAULT_SITES[scheduler]), ("resources", "site"))
         try:
-            site = load_site(resolve_site(name, ctx.file.resolve().parent, REPO_CONFIGS))
+            site = load_site(resolve_site(name, ctx.file.resolve().parent))
         except UserError as exc:
             if exc.file is not None:  # the site file itself is wrong: its own location
                 raise
@@ -577,12 +578,21 @@ def _resources(ctx: _Ctx, raw: Any) -> Resources:
     gpus = ctx.integer(r.get("gpus_per_node", site_gpus), ("resources", "gpus_per_node"), 0,
                        MAX_GPUS_PER_NODE)
     oversubscribe = ctx.boolean(r.get("oversubscribe", False), ("resources", "oversubscribe"))
+    if oversubscribe and scheduler != "local":
+        # Inside an allocation the slots are what the scheduler gave, and srun (--exact) and
+        # mpiexec start no more ranks than that: the jobs could never start.
+        raise ctx.fail(("resources", "oversubscribe"),
+                       f"only for scheduler local: in a {scheduler} allocation each rank needs "
+                       "a slot the scheduler gave; lower ranks_per_job, or add nodes or "
+                       "slots_per_node")
     per_node = min(slots, gpus) if slots and gpus else (gpus or slots)
     if per_node and ranks > per_node * nodes and not oversubscribe:
         what = "GPUs" if gpus and (not slots or gpus < slots) else "slots"
+        remedy = ("lower ranks_per_job, add nodes, or set oversubscribe: true"
+                  if scheduler == "local" else "lower ranks_per_job or add nodes")
         raise ctx.fail(("resources", "ranks_per_job"),
                        f"{ranks} ranks do not fit in {nodes} node(s) x {per_node} {what}; "
-                       "lower ranks_per_job, add nodes, or set oversubscribe: true")
+                       f"{remedy}")
     walltime = r.get("walltime", "01:00:00")
     if not isinstance(walltime, str) or not WALLTIME_RE.match(walltime):
         raise ctx.fail(("resources", "walltime"), f"expected [D-]HH:MM:SS, got {walltime!r}")

@@ -1,4 +1,8 @@
-"""configs/<site>.yaml → SiteConfig: what a cluster needs in every batch script.
+"""A site config (YAML) → SiteConfig: what a cluster needs in every batch script.
+
+Named sites ship inside the package (``candle/sites/*.yaml``, package data; the repository's
+``configs/`` is a link to that folder), so a ``pip install`` of the wheel has them too. A
+sweep's own site file sits beside it and wins over a packaged one of the same name.
 
 Values end up in `#SBATCH`/`#PBS` lines and shell lines, so besides types this checks
 the one thing quoting cannot fix: a line break (it would end the directive and start a
@@ -20,7 +24,11 @@ SITE_KEYS = ("scheduler", "account", "partition", "qos", "constraint", "gres", "
 SLURM_ONLY = ("partition", "qos", "constraint", "gres")
 PBS_ONLY = ("queue", "filesystems", "place", "select_extra")
 MPI_CHOICES = {"slurm": None, "pbs": ("pals", "hydra", "openmpi")}  # slurm: srun --mpi=any
-DEFAULT_MPI = {"slurm": "pmix", "pbs": "pals"}
+# Slurm: "" passes no --mpi, so srun uses the cluster's MpiDefault (a named plugin such as
+# pmix fails outright where the cluster lacks it).
+DEFAULT_MPI = {"slurm": "", "pbs": "pals"}
+SITES_DIR = Path(__file__).resolve().parents[1] / "sites"  # the packaged sites
+SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # What account/partition/qos/constraint/gres values look like on real sites (constraint
 # expressions use & | [ ] ( ) * !): never whitespace, quotes, $, backticks or ;.
@@ -29,7 +37,7 @@ DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=+@%/&|\[\]()*!-]+$")
 
 @dataclass(frozen=True)
 class SiteConfig:
-    """Defaults are the local emulated cluster (scripts/slurm/)."""
+    """Defaults assume nothing about the cluster (generic-slurm.yaml)."""
 
     scheduler: str = "slurm"
     account: str = ""
@@ -37,16 +45,19 @@ class SiteConfig:
     qos: str = ""
     constraint: str = ""
     gres: str = ""
-    cores_per_node: int = 0  # 0: ask the scheduler (SLURM_CPUS_ON_NODE) inside the allocation
+    cores_per_node: int = 0  # 0: unknown; each node is asked for one job's ranks, and
+    # ranks take the CPUs the scheduler gave as threads (SLURM_CPUS_ON_NODE, PBS NCPUS)
     gpus_per_node: int = 0
     modules: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()  # shell lines run before candle (e.g. activate a venv)
     env: dict[str, str] = field(default_factory=dict)
     directives: tuple[str, ...] = ()  # extra scheduler options, one per line, e.g. --exclusive
-    mpi: str = "pmix"  # Slurm: srun --mpi=; PBS: the mpiexec flavour (pals, hydra, openmpi)
+    mpi: str = ""  # Slurm: srun --mpi= ("": the cluster's MpiDefault); PBS: the mpiexec
+    # flavour (pals, hydra, openmpi; load_site fills it in)
     queue: str = ""  # PBS -q
     filesystems: str = ""  # PBS -l filesystems= (ALCF: home:eagle)
-    place: str = ""  # PBS -l place= ("" means scatter: one chunk per host)
+    place: str = ""  # PBS -l place= ("" means scatter: one chunk per host; with "excl" the
+    # nodes are the job's alone, so an array subjob is given all their cores)
     select_extra: str = ""  # appended to each select chunk, e.g. system=polaris
     python: str = ""  # the interpreter on compute nodes; "" means this one
     source: Path | None = None
@@ -124,10 +135,23 @@ def _one_line(ctx: _Ctx, value: str, path: tuple[str | int, ...]) -> str:
     return value
 
 
-def resolve_site(name: str, sweep_dir: Path, repo_configs: Path) -> Path:
-    """A site given as a path (relative to the sweep file) or as a name in configs/."""
-    for candidate in (sweep_dir / name, repo_configs / name, repo_configs / f"{name}.yaml"):
+def packaged_sites() -> list[str]:
+    """The names of the sites that ship with candle (``candle/sites/*.yaml``)."""
+    return sorted(path.stem for path in SITES_DIR.glob("*.yaml"))
+
+
+def resolve_site(name: str, sweep_dir: Path, sites_dir: Path = SITES_DIR) -> Path:
+    """``resources.site`` → its file: a path relative to the sweep file (or absolute), then
+    ``NAME`` or ``NAME.yaml`` beside the sweep, then a packaged site of that name."""
+    try:
+        local = Path(name).expanduser()
+    except RuntimeError:  # ~someone who has no home directory here
+        local = Path(name)
+    candidates = [sweep_dir / local, sweep_dir / f"{name}.yaml"]
+    if SITE_NAME.match(name):  # a bare name, never a path out of the packaged folder
+        candidates += [sites_dir / name, sites_dir / f"{name}.yaml"]
+    for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise UserError(f"no site config {name!r} (looked beside the sweep file and in "
-                    f"{repo_configs})")
+    raise UserError(f"no site config {name!r}: neither {name!r} nor {name + '.yaml'!r} beside "
+                    f"the sweep file, nor one of candle's sites: {', '.join(packaged_sites())}")

@@ -150,3 +150,10 @@ def load_yaml(path: Path) -> tuple[Any, LineMap, str]:
     if node is not None:
         _walk(node, (), lines, set())
     return data, LineMap(lines), text
+
+
+def key_line(path: Path, key: KeyPath) -> int | None:
+    """The line of ``key`` in the YAML file ``path`` (or of its nearest ancestor there), for
+    a located error about a file that already validated (e.g. a command-line flag that does
+    not fit the sweep's settings)."""
+    return load_yaml(path)[1].line(key)

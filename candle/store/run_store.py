@@ -7,6 +7,7 @@ Layout::
         run.json            benchmark, metric, direction, counts
         plan.jsonl          one Job record per line
         jobs/<id>/params.json, log.txt, result.json, running.json, ckpt/
+        leases/<owner>.json  one per live supervisor (candle.store.lease)
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from candle.errors import UserError
 from candle.plan.jobs import Job
+from candle.spec.model import walltime_seconds
 from candle.state import JobState
 from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
 from candle.store.journal_file import append_records, read_records
+from candle.store.lease import CLOCK_SKEW_SECONDS, fresh, read_expiry
 
 RESULT = "result.json"
 RUNNING = "running.json"
 REPORT = "report.json"  # the job's latest epoch (adaptive searches)
 VERDICT = "verdict.json"  # the supervisor's answer: go on, or prune
+LEASE_CACHE_SECONDS = 1.0
 
 
 class RunStore:
@@ -37,6 +42,8 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._leases: dict[str, tuple[float, float | None]] = {}  # owner: (read at, expiry)
+        self._legacy_limit: float | None = None  # how old an ownerless marker may be
 
     # -- creation -----------------------------------------------------------------------
     def initialise(self, sweep_text: str, meta: dict[str, Any],
@@ -97,30 +104,69 @@ class RunStore:
             return None  # unreadable: treat as not finished, the job will re-run
         return data
 
+    def result_mtime(self, job_id: str) -> float | None:
+        """When the job's result was written (None: not yet)."""
+        try:
+            return (self.job_dir(job_id) / RESULT).stat().st_mtime
+        except OSError:
+            return None
+
     def state(self, job_id: str) -> JobState:
         result = self.result(job_id)
         if result is not None:
             return {"done": JobState.DONE, "pruned": JobState.PRUNED,
                     "interrupted": JobState.INTERRUPTED}.get(
                 str(result.get("status")), JobState.FAILED)
-        if self._running_alive(job_id):
-            return JobState.RUNNING
-        return JobState.PENDING
+        return self._marker_state(job_id)
 
-    def _running_alive(self, job_id: str) -> bool:
+    def _marker_state(self, job_id: str) -> JobState:
+        """RUNNING while the job's marker is believed, LOST once its supervisor is known
+        gone (the job is runnable again), PENDING without a marker."""
+        path = self.job_dir(job_id) / RUNNING
         try:
-            marker = read_json(self.job_dir(job_id) / RUNNING)
+            marker = read_json(path)
+        except FileNotFoundError:
+            return JobState.PENDING
         except (OSError, ValueError):
-            return False
-        if marker.get("host") != socket.gethostname():
-            return True  # cannot check a process on another node: trust the marker
+            return JobState.PENDING  # torn by a crash mid-write: nothing to believe
+        if marker.get("host") == socket.gethostname():
+            alive = _pid_alive(marker.get("pid"))  # exact on the marker's own host
+        elif marker.get("owner"):
+            alive = self._lease_fresh(str(marker["owner"]))
+        else:
+            alive = self._legacy_fresh(path)
+        return JobState.RUNNING if alive else JobState.LOST
+
+    def _lease_fresh(self, owner: str) -> bool:
+        """Whether ``owner``'s lease holds; each lease is read at most once a second
+        (a status of 10^5 jobs reads one file per supervisor, not one per job)."""
+        now = time.time()
+        cached = self._leases.get(owner)
+        if cached is None or now - cached[0] > LEASE_CACHE_SECONDS:
+            cached = (now, read_expiry(self.root, owner))
+            self._leases[owner] = cached
+        return fresh(cached[1], now)
+
+    def _legacy_fresh(self, marker: Path) -> bool:
+        """A marker from before leases, written on another host: no allocation outlives
+        its walltime, so it is believed until it is older than that (plus the clock skew).
+        A local run has no such bound and is trusted, as it always was."""
+        if self._legacy_limit is None:
+            self._legacy_limit = self._walltime_limit()
         try:
-            os.kill(int(marker.get("pid", -1)), 0)
-        except (ProcessLookupError, ValueError):
-            return False
-        except PermissionError:
+            return time.time() - marker.stat().st_mtime <= self._legacy_limit
+        except OSError:
             return True
-        return True
+
+    def _walltime_limit(self) -> float:
+        resources = self.meta().get("resources") or {}
+        if resources.get("scheduler", "local") == "local" and not resources.get(
+                "walltime_given"):
+            return float("inf")
+        try:
+            return walltime_seconds(str(resources["walltime"])) + CLOCK_SKEW_SECONDS
+        except (KeyError, ValueError):
+            return float("inf")
 
     def log_tail(self, job_id: str, lines: int = 10) -> list[str]:
         try:
@@ -169,9 +215,13 @@ class RunStore:
             with contextlib.suppress(FileNotFoundError):
                 (self.job_dir(job_id) / name).unlink()
 
-    def mark_running(self, job_id: str, pid: int, attempt: int) -> None:
-        atomic_write_json(self.job_dir(job_id) / RUNNING,
-                          {"pid": pid, "host": socket.gethostname(), "attempt": attempt})
+    def mark_running(self, job_id: str, pid: int, attempt: int,
+                     owner: str | None = None) -> None:
+        """``owner``: the supervisor whose lease vouches for the marker (candle.store.lease)."""
+        marker: dict[str, Any] = {"pid": pid, "host": socket.gethostname(), "attempt": attempt}
+        if owner is not None:
+            marker["owner"] = owner
+        atomic_write_json(self.job_dir(job_id) / RUNNING, marker)
 
     def clear_running(self, job_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -205,3 +255,21 @@ class RunStore:
             yield
         finally:
             handle.close()
+
+
+def _pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` of this host runs. A zombie does not: where PID 1 does not
+    reap orphans (containers), a dead job's pid would otherwise answer for ever."""
+    try:
+        if int(pid) <= 0:
+            return False  # 0 and -1 would ask about a whole group, or every process
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True  # no /proc (not Linux): the signal's answer stands
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

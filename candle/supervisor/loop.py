@@ -7,7 +7,15 @@ Walltime: given the allocation's end (``deadline``) it starts no job that the ti
 cannot finish (estimated from finished jobs of the same size), and ``signal_lead`` seconds
 before the end — or when SIGUSR1 arrives (Slurm's ``--signal=B:USR1@lead``) — it drains:
 running jobs get SIGUSR1, checkpoint at their next epoch end and exit ``interrupted``, and
-nothing new starts. ``Outcome.left`` then tells the caller to continue elsewhere."""
+nothing new starts. ``Outcome.left`` then tells the caller to continue elsewhere.
+
+Stop: SIGTERM (qdel, scancel, a preemption) or SIGINT (Ctrl-C) drains the same way, with
+``stop_grace`` seconds (shorter than the scheduler's own kill grace) for the jobs to reach
+a checkpoint; what is still running then gets SIGTERM, then SIGKILL. A second signal kills
+at once. The caller then gets :class:`Interrupted`.
+
+While it runs, the supervisor renews its lease (candle.store.lease): the running markers
+it writes name it, and are believed on other nodes only while the lease is fresh."""
 
 from __future__ import annotations
 
@@ -22,22 +30,38 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, runtime_checkable
 
-from candle.launch._base import Launcher, LaunchRequest, Placement, job_env
+from candle.launch._base import (
+    OPENMPI_SIGKILL_TIMEOUT,
+    Launcher,
+    LaunchRequest,
+    Placement,
+    job_env,
+)
 from candle.plan.jobs import Job
 from candle.state import JobState
+from candle.store.lease import Lease
 from candle.store.run_store import RunStore
 from candle.supervisor.estimate import Durations
 from candle.supervisor.procs import die_with_parent
 from candle.supervisor.slots import SlotPool
 
 POLL_SECONDS = 0.2
-TERMINATE_GRACE_SECONDS = 5.0
+TERMINATE_GRACE_SECONDS = 3.0  # SIGTERM, then this long before SIGKILL
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped at a checkpoint; the same command continues
 DRAIN_GRACE_SECONDS = 60.0  # with no known deadline: how long drained jobs get to stop
+STOP_GRACE_SECONDS = 20.0  # a local run, stopped: its jobs' time to checkpoint (fits Slurm's 30 s)
+WRITTEN_GRACE_SECONDS = 2.0  # a job whose result is written gets this long to exit...
+SETTLED_CHECK_SECONDS = 1.0  # ...looked at this often (see _reap_settled)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Interrupted(Exception):
-    """The user stopped the run (Ctrl-C / SIGTERM); running jobs were stopped cleanly."""
+    """The user stopped the run (Ctrl-C, SIGTERM: qdel, scancel, a preemption); running
+    jobs were drained to a checkpoint. ``outcome``: what the run did (None if cut short)."""
+
+    def __init__(self, outcome: Outcome | None = None) -> None:
+        super().__init__("stopped by a signal")
+        self.outcome = outcome
 
 
 @dataclass
@@ -106,6 +130,7 @@ class _Running:
     tries: int
     placement: Placement
     started: float = field(default_factory=time.time)
+    lingers: bool = False  # its launcher may sit out a kill timeout after the job ended
 
 
 Event = Callable[[str, Job, dict[str, Any] | None], None]
@@ -130,6 +155,7 @@ class Supervisor:
         signal_lead: float = 0.0,
         fail_fast: bool = False,
         on_notice: Notice | None = None,
+        stop_grace: float = STOP_GRACE_SECONDS,
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -148,9 +174,16 @@ class Supervisor:
         self.signal_lead = signal_lead
         self.fail_fast = fail_fast
         self.on_notice = on_notice or (lambda message: None)
+        self.stop_grace = stop_grace  # SIGTERM/SIGINT: the jobs' time to reach a checkpoint
         self.durations = Durations(store.root)
+        self.lease = Lease(store.root)
         self._running: dict[str, _Running] = {}
-        self._stop = False
+        self._stop_signals: list[int] = []  # SIGTERM/SIGINT as they arrived
+        self._stops_heeded = 0
+        self._stopped_by = ""  # the stop signal's name, once one came
+        self._term_at = self._kill_at = float("inf")  # draining: when stragglers are killed
+        self._termed = False
+        self._settled_checked = 0.0
         self._drain_asked = False  # SIGUSR1 arrived
         self._draining = ""  # why: walltime | signal | fail-fast
         self._drain_started = 0.0
@@ -165,14 +198,10 @@ class Supervisor:
         source = jobs if isinstance(jobs, JobSource) else PlanSource(jobs)
         outcome = Outcome()
         retries: deque[tuple[Job, int]] = deque()
-        previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_sigterm),
-                        signal.SIGUSR1: signal.signal(signal.SIGUSR1, self._on_sigusr1)}
+        previous = self._claim()
         try:
             while retries or self._running or not source.exhausted():
-                if self._stop:
-                    raise KeyboardInterrupt
+                self._heed_stops()
                 if not self._draining:
                     if self._drain_asked:
                         self._drain("signal")
@@ -187,26 +216,47 @@ class Supervisor:
                     if not self._running:
                         break
                     if self._draining:
-                        self._kill_overdue()
+                        self._wind_down()
                 else:
                     self._fill(source, retries, outcome)
                 time.sleep(POLL_SECONDS)
+                self._reap_settled()
                 source.poll([r.job for r in self._running.values()])
                 for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
                     running = self._running.pop(job_id)
                     self.pool.release(running.placement)
                     self._finish(running, source, retries, outcome)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # only where no handler could be installed
             self._terminate_all()
             raise Interrupted from None
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            self._release(previous)
         outcome.fatal = self._fatal
         outcome.left = bool(retries) or not source.exhausted() or outcome.interrupted > 0
         if outcome.left:
             outcome.stopped_by = self._draining or ("walltime" if self._out_of_time else "")
+        if self._stopped_by:
+            raise Interrupted(outcome)
         return outcome
+
+    def _claim(self) -> dict[int, Any]:
+        """Catch the stop and drain signals (in the main thread), then start the lease;
+        returns the handlers replaced."""
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {sig: signal.signal(sig, self._on_stop) for sig in STOP_SIGNALS}
+            previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+        try:
+            self.lease.start()
+        except BaseException:
+            self._release(previous)
+            raise
+        return previous
+
+    def _release(self, previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        self.lease.release()  # its markers are all cleared by now
 
     @staticmethod
     def progressed(outcome: Outcome) -> bool:
@@ -236,21 +286,78 @@ class Supervisor:
         self._drain_started = time.time()
         what = {"signal": "SIGUSR1 (walltime near)", "walltime": "the walltime is near",
                 "fail-fast": "a job failed and --fail-fast is set",
+                "stop": f"stop asked ({self._stopped_by}; {self.stop_grace:.0f} s to checkpoint)",
                 "bad-metric": "a job did not report the sweep's metric"}[why]
         self.on_notice(f"draining: {what}; {len(self._running)} running job(s) asked to "
                        "checkpoint and stop")
         for running in self._running.values():
             _signal_group(running.process, signal.SIGUSR1)
+        # Jobs that do not stop in time are killed (their last checkpoint stays): at the
+        # deadline when it is known, else after a grace period (a stop plans its own).
+        if self.deadline is not None:
+            self._plan_kill(self.deadline - 2.0, term_first=False)
+        elif why != "stop":
+            self._plan_kill(self._drain_started + max(self.signal_lead, DRAIN_GRACE_SECONDS),
+                            term_first=False)
 
-    def _kill_overdue(self) -> None:
-        """Draining jobs that did not stop in time are killed (their last checkpoint stays):
-        at the deadline when it is known, else after a grace period."""
-        limit = (self.deadline - 2.0 if self.deadline is not None
-                 else self._drain_started + max(self.signal_lead, DRAIN_GRACE_SECONDS))
-        if time.time() < limit:
+    def _plan_kill(self, at: float, *, term_first: bool) -> None:
+        """Jobs still running at ``at`` get SIGKILL, or first SIGTERM and SIGKILL
+        TERMINATE_GRACE_SECONDS later; the earliest plan wins."""
+        self._term_at = min(self._term_at, at)
+        self._kill_at = min(self._kill_at, at + (TERMINATE_GRACE_SECONDS if term_first else 0))
+
+    def _wind_down(self) -> None:
+        """While draining: SIGTERM, then SIGKILL, what outlives the plan."""
+        now = time.time()
+        if now >= self._kill_at:
+            sig = signal.SIGKILL
+        elif now >= self._term_at and not self._termed:
+            sig, self._termed = signal.SIGTERM, True
+        else:
             return
         for running in self._running.values():
-            _signal_group(running.process, signal.SIGKILL)
+            _signal_group(running.process, sig)
+
+    def _reap_settled(self) -> None:
+        """Kill the launcher of a job that has written its result a while ago. Open MPI's
+        mpirun sits out its kill timeout twice (see candle.launch._base) once a rank has
+        failed or it was itself sent SIGTERM, though the job has ended; the result is all
+        that counts. Only such launchers are looked at (all, while draining), once a
+        second: an allocation of srun steps adds no load on the filesystem."""
+        now = time.time()
+        if now - self._settled_checked < SETTLED_CHECK_SECONDS:
+            return
+        self._settled_checked = now
+        for running in self._running.values():
+            if (running.lingers or self._draining) and self._result_settled(running, now):
+                _signal_group(running.process, signal.SIGKILL)
+
+    def _result_settled(self, running: _Running, now: float) -> bool:
+        written = self.store.result_mtime(running.job.id)
+        return (written is not None and written >= running.started
+                and now - written > WRITTEN_GRACE_SECONDS)
+
+    # -- stopping (SIGTERM, SIGINT) -----------------------------------------------------
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self._stop_signals.append(signum)
+
+    def _heed_stops(self) -> None:
+        """A first stop signal drains, with ``stop_grace`` for the jobs to checkpoint; a
+        second one kills the running jobs at once."""
+        if len(self._stop_signals) == self._stops_heeded:
+            return
+        self._stops_heeded = len(self._stop_signals)
+        name = signal.Signals(self._stop_signals[-1]).name
+        if self._stopped_by:
+            self.on_notice(f"{name} again: killing the running jobs now")
+            self._plan_kill(time.time(), term_first=False)
+            return
+        self._stopped_by = name
+        if self._draining:
+            self.on_notice(f"{name}: the running jobs have {self.stop_grace:.0f} s to stop")
+        else:
+            self._drain("stop")
+        self._plan_kill(time.time() + self.stop_grace, term_first=True)
 
     def _fill(self, source: JobSource, retries: deque[tuple[Job, int]],
               outcome: Outcome) -> None:
@@ -295,9 +402,6 @@ class Supervisor:
     def _room(self) -> bool:
         return not self.max_concurrent or len(self._running) < self.max_concurrent
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self._stop = True
-
     def _on_sigusr1(self, signum: int, frame: Any) -> None:
         self._drain_asked = True
 
@@ -309,17 +413,20 @@ class Supervisor:
         store.job_dir(job.id).mkdir(parents=True, exist_ok=True)
         store.write_params(job)
         request = LaunchRequest(store.root, job.id, self.ranks, attempt, self.threads,
-                                placement)
+                                placement, stop_grace=self.stop_grace)
         argv = self.launcher.argv(request)
         log = store.log_path(job.id).open("ab")
         where = " ".join(f"{host}:{count}" for host, count in placement.hosts)
         log.write(f"=== attempt {attempt} on {where}: {' '.join(argv)}\n".encode())
         log.flush()
+        held = self.launcher.env(request)  # the launcher's defaults; the environment wins
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env={**self.env, **job_env(request)},
+                                   stdin=subprocess.DEVNULL,
+                                   env={**held, **self.env, **job_env(request)},
                                    start_new_session=True, preexec_fn=die_with_parent)
-        store.mark_running(job.id, process.pid, attempt)
-        self._running[job.id] = _Running(job, process, log, attempt, tries, placement)
+        store.mark_running(job.id, process.pid, attempt, owner=self.lease.owner)
+        self._running[job.id] = _Running(job, process, log, attempt, tries, placement,
+                                         lingers=OPENMPI_SIGKILL_TIMEOUT in held)
         self.on_event("started", job, None)
 
     def _finish(self, running: _Running, source: JobSource,

@@ -14,6 +14,7 @@ from candle.launch.local import LocalLauncher
 from candle.plan.changes import settings_changes
 from candle.plan.jobs import JobTemplate, iter_jobs
 from candle.spec.model import Resources, Sweep, walltime_seconds
+from candle.store.lease import prune_expired
 from candle.store.run_store import RESULT, RunStore
 from candle.supervisor.loop import Event, JobSource, Notice, Outcome, PlanSource, Supervisor
 from candle.supervisor.slots import Node, SlotPool
@@ -92,8 +93,11 @@ def _line_of(sweep: Sweep, key: str) -> int | None:
 
 def planned_pool(resources: Resources) -> SlotPool:
     """The allocation the sweep asks for: ``nodes`` nodes (a local run: this machine, one
-    node) of ``slots_per_node`` slots, this machine's cores when not given."""
-    slots = resources.slots_per_node or (os.cpu_count() or 1)
+    node) of ``slots_per_node`` slots. When not given: this machine's cores for a local
+    run; on a cluster (the site does not know its node size) one job's ranks, which is
+    what the batch script then asks each node for."""
+    default = (os.cpu_count() or 1) if resources.scheduler == "local" else resources.ranks_per_job
+    slots = resources.slots_per_node or default
     return SlotPool([Node(f"node{i}" if resources.nodes > 1 else "localhost", slots,
                           resources.gpus_per_node) for i in range(1, resources.nodes + 1)],
                     oversubscribe=resources.oversubscribe)
@@ -154,6 +158,7 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
                         key="resources.ranks_per_job")
     store = RunStore(sweep.run_dir)
     with store.supervisor_lock():
+        prune_expired(store.root)  # leases of supervisors that died hard
         for notice in check_settings(store, sweep):
             (on_notice or (lambda message: None))(notice)
         adaptive = sweep.search.method == "optuna"

@@ -9,7 +9,7 @@ import pytest
 
 from candle.adaptive.samplers import SAMPLERS
 from candle.adaptive.simulate import best_value, config, drive, shifted_sphere
-from candle.report.study_summary import plot_study, summarise_study
+from candle.reporting.study_summary import plot_study, summarise_study
 
 SEEDS = range(8)
 

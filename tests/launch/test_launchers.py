@@ -83,3 +83,19 @@ def test_no_gpus_leaves_the_environment_alone() -> None:
     env = {"CUDA_VISIBLE_DEVICES": "7"}
     assert bind_gpu(env) is None
     assert env == {"CUDA_VISIBLE_DEVICES": "7"}
+
+
+def test_open_mpi_launches_wait_half_the_stop_grace_before_sigkilling_ranks() -> None:
+    """Open MPI's mpirun, sent SIGTERM, waits odls_base_sigkill_timeout twice before it
+    SIGKILLs its ranks (tests/supervisor/test_stop_signals.py shows why it matters)."""
+    two = LaunchRequest(Path("/runs/r"), "abc123", 2, 1, 1, stop_grace=30)
+    held = {"OMPI_MCA_odls_base_sigkill_timeout": "15"}
+    assert LocalLauncher().env(two) == held
+    assert MpiexecLauncher(flavour="openmpi").env(two) == held
+    assert MpiexecLauncher(flavour="openmpi").env(
+        LaunchRequest(Path("/runs/r"), "abc123", 2, 1, 1, stop_grace=5)) == {
+        "OMPI_MCA_odls_base_sigkill_timeout": "3"}
+    assert LocalLauncher().env(request(1)) == {}  # no mpirun for one rank
+    assert LocalLauncher().env(request(2)) == {}  # no grace asked for
+    assert MpiexecLauncher(flavour="pals").env(two) == {}
+    assert SrunLauncher().env(two) == {}

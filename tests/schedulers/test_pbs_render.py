@@ -79,3 +79,45 @@ def test_dry_run_prints_qsub_scripts(workflow: str, tmp_path: Path) -> None:
     else:
         assert "#PBS -l select=2:ncpus=32:mpiprocs=4:ngpus=4:system=polaris" in proc.stdout
         assert "candle.cli supervise" in proc.stdout
+
+
+# -- an array subjob asks for what its job uses, not a whole node -------------------------
+
+SHARED = SiteConfig("pbs", cores_per_node=2, mpi="openmpi")
+POLARIS = SiteConfig("pbs", place="scatter", select_extra="system=polaris", cores_per_node=32,
+                     gpus_per_node=4, mpi="pals")
+
+
+def _subjob_select(site: SiteConfig, ranks: int, cores: int, gpus: int) -> str:
+    text = render_array(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+                        walltime="00:10:00", ranks=ranks, cores_per_node=cores,
+                        gpus_per_node=gpus, count=6, throttle=2, chunk="chunk-0000.txt",
+                        site=site)
+    (line,) = [x for x in text.splitlines() if x.startswith("#PBS -l select=")]
+    return line.removeprefix("#PBS -l select=")
+
+
+@pytest.mark.parametrize(("site", "ranks", "cores", "gpus", "select_spec"), [
+    # a 1-rank job on a shared 2-core node: one core, so max_run_subjobs=2 runs two at once
+    (SHARED, 1, 2, 0, "1:ncpus=1:mpiprocs=1"),
+    (SHARED, 2, 2, 0, "1:ncpus=2:mpiprocs=2"),
+    (SHARED, 3, 2, 0, "2:ncpus=2:mpiprocs=2"),
+    (SiteConfig("pbs"), 3, 0, 0, "1:ncpus=3:mpiprocs=3"),  # node size unknown
+    # GPU ranks: one GPU each and its share of the node's cores (32 / 4) as threads
+    (POLARIS, 1, 32, 4, "1:ncpus=8:mpiprocs=1:ngpus=1:system=polaris"),
+    (POLARIS, 4, 32, 4, "1:ncpus=32:mpiprocs=4:ngpus=4:system=polaris"),
+    (POLARIS, 8, 32, 4, "2:ncpus=32:mpiprocs=4:ngpus=4:system=polaris"),  # GPUs bound it
+])
+def test_an_array_subjob_asks_for_what_its_job_uses(site: SiteConfig, ranks: int, cores: int,
+                                                     gpus: int, select_spec: str) -> None:
+    assert _subjob_select(site, ranks, cores, gpus) == select_spec
+
+
+def test_an_exclusive_node_site_gives_the_subjob_the_whole_nodes_cores() -> None:
+    """place=excl (Polaris): the node is the subjob's anyway, so its ranks get every core
+    as threads (NCPUS); the GPUs asked are still the ones its ranks bind."""
+    excl = SiteConfig("pbs", place="scatter:excl", select_extra="system=polaris",
+                      cores_per_node=32, gpus_per_node=4, mpi="pals")
+    assert _subjob_select(excl, 1, 32, 4) == "1:ncpus=32:mpiprocs=1:ngpus=1:system=polaris"
+    polaris = load_site(CONFIGS / "polaris-like.yaml")
+    assert "excl" in polaris.place

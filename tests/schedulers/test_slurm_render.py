@@ -66,3 +66,40 @@ def test_array_mode_chunks_to_the_cluster_limits(tmp_path: Path) -> None:
     assert len({s.comment for s in scripts}) == 3  # each submission its own tag
     few = build_scripts(sweep, jobs, tmp_path / "run", limits=(1001, 16))  # MaxSubmitJobs 16
     assert [len(s.chunk_ids) for s in few] == [8, 8, 8, 1]
+
+
+def _array_resources(ranks: int, cores: int, gpus: int) -> list[str]:
+    text = render_array(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+                        walltime="00:10:00", ranks=ranks, cores_per_node=cores, count=6,
+                        throttle=2, chunk="chunk-0000.txt", site=SiteConfig(),
+                        gpus_per_node=gpus)
+    return [line.removeprefix("#SBATCH ") for line in text.splitlines()
+            if line.startswith("#SBATCH --") and not line.startswith(
+                ("#SBATCH --job-name", "#SBATCH --comment", "#SBATCH --time",
+                 "#SBATCH --output", "#SBATCH --array", "#SBATCH --signal", "#SBATCH --requeue",
+                 "#SBATCH --open-mode"))]
+
+
+def test_an_array_task_asks_for_what_its_job_uses() -> None:
+    """Each task one job: its ranks, and on GPU nodes one GPU per rank with that GPU's
+    share of the node's cores; never the node's GPUs for a 1-rank job (the PBS mistake)."""
+    assert _array_resources(1, 2, 0) == ["--nodes=1", "--ntasks=1"]
+    assert _array_resources(3, 2, 0) == ["--nodes=2", "--ntasks=3"]
+    assert _array_resources(1, 64, 4) == ["--nodes=1", "--ntasks=1", "--cpus-per-task=16",
+                                          "--gpus-per-task=1"]
+    assert _array_resources(8, 64, 4) == ["--nodes=2", "--ntasks=8", "--cpus-per-task=16",
+                                          "--gpus-per-task=1"]  # 4 GPUs a node bound it
+    assert _array_resources(2, 0, 0) == ["--nodes=1", "--ntasks=2"]  # node size unknown
+
+
+def test_gpus_are_asked_per_node_for_a_pack_and_not_by_the_shipped_sites() -> None:
+    """A site's GPUs used to be a `--gpus-per-node` directive in every script, so an array
+    task of one rank held all of a node's GPUs. The renderer asks for them now."""
+    text = render_pack(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+                       walltime="00:10:00", nodes=2, tasks_per_node=4, site=SiteConfig(),
+                       gpus_per_node=4)
+    assert "#SBATCH --gpus-per-node=4\n" in text
+    for name in ("perlmutter-like", "frontier-like"):
+        site = load_site(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
+        assert not [d for d in site.directives if "gpu" in d], (name, site.directives)
+        assert "gpu" not in site.gres

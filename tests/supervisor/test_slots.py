@@ -108,7 +108,7 @@ def test_plan_counts_every_node_of_a_slurm_allocation(tmp_path, cli) -> None:  #
 
     sweep = tmp_path / "s.yaml"
     sweep.write_text("name: s\nbenchmark: nt3\nresources:\n  scheduler: slurm\n  nodes: 2\n"
-                     "  ranks_per_job: 2\n")  # local-slurm site: 2 cores per node
+                     "  site: local-slurm\n  ranks_per_job: 2\n")  # 2 cores per node
     result = cli("plan", str(sweep), "--format", "json")
     assert result.code == 0, result.err
     alloc = json.loads(result.out)["allocation"]

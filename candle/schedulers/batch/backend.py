@@ -23,6 +23,7 @@ class Backend(Protocol):
     LABEL: str  # the scheduler's name as people write it: Slurm, PBS
     SUBMIT: str  # the submit command's name, for messages
     CAN_REQUEUE: bool  # may a user put their own running array task back in the queue?
+    STOP_GRACE: float  # seconds jobs get to checkpoint on SIGTERM, within the kill grace
 
     # -- on the login node ------------------------------------------------------------
     def new_comment(self, run_id: str) -> str:

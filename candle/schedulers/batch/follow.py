@@ -38,7 +38,9 @@ def run_on_cluster(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool =
             scripts, new, still = plan_and_submit(sweep, meta, dry_run=dry_run,
                                                   on_notice=lambda m: console.print(f"note: {m}"))
         except SchedulerError as exc:
-            console.print(f"[red]submission failed:[/] {exc}")
+            # One plain line on stderr: the command, its exit code and its stderr (no rich
+            # markup: ids like 16[] would be eaten, and no wrapping).
+            print(f"candle: submission failed: {exc}", file=sys.stderr, flush=True)
             return 1
         if dry_run:
             for script in scripts:  # plain stdout: a console would wrap long lines

@@ -14,6 +14,7 @@ from candle.schedulers.batch.backend import Backend
 from candle.schedulers.batch.submit import backend_of, submit_continuation
 from candle.spec.model import walltime_seconds
 from candle.spec.site import SiteConfig, load_site
+from candle.store.lease import prune_expired
 from candle.store.run_store import RunStore
 from candle.supervisor.loop import EXIT_RESUMABLE, Outcome, Supervisor
 from candle.supervisor.run import JOB_ENV, job_source
@@ -41,7 +42,8 @@ def _supervisor(store: RunStore, *, retries: int, max_concurrent: int) -> Superv
         retries=retries, threads_per_job=backend.threads_per_job(),
         env=JOB_ENV, deadline=deadline, began=began,
         signal_lead=float(resources.get("signal_lead") or 0),
-        fail_fast=bool(meta.get("fail_fast")), on_notice=_say)
+        fail_fast=bool(meta.get("fail_fast")), on_notice=_say,
+        stop_grace=backend.STOP_GRACE)
 
 
 def _say(message: str) -> None:
@@ -58,6 +60,7 @@ def supervise(run_dir: Path) -> Outcome:
     meta = store.meta()
     backend = backend_of(store)
     with store.supervisor_lock():
+        prune_expired(store.root)  # leases of supervisors that died hard
         supervisor = _supervisor(
             store, retries=int(meta.get("retries", 1)),
             max_concurrent=int(meta["resources"].get("max_concurrent") or 0))

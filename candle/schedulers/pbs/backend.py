@@ -33,6 +33,10 @@ LABEL = "PBS"
 SUFFIX = ".pbs"
 SUBMIT = "qsub"
 CAN_REQUEUE = False  # qrerun is for PBS operators and managers, not users
+# qdel/walltime: SIGTERM, then SIGKILL kill_delay (default 10 s) later. Jobs get 4 s to
+# checkpoint; the supervisor's SIGTERM→SIGKILL and its bookkeeping fit in the rest (a site
+# with a longer kill_delay could give more).
+STOP_GRACE = 4.0
 
 TAG_VARIABLE = "CANDLE_TAG"
 UNKNOWN_JOB = 153  # qstat/qdel: "Unknown Job Id" (history expired, or never there)

@@ -9,11 +9,11 @@ PBS's own SIGTERM at the walltime stops whatever is left."""
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
 from string import Template
 
+from candle.schedulers.batch.shape import job_shape
 from candle.schedulers.batch.shell import python_of, shell_lines
 from candle.spec.model import walltime_seconds
 from candle.spec.site import SiteConfig
@@ -61,6 +61,11 @@ def select(nodes: int, mpiprocs: int, ncpus: int, gpus: int, site: SiteConfig) -
     return ":".join(chunk)
 
 
+def exclusive(site: SiteConfig) -> bool:
+    """Are the nodes the job's alone (``place=scatter:excl``, ``exclhost``)?"""
+    return any(part in ("excl", "exclhost") for part in site.place.split(":"))
+
+
 def _resources(site: SiteConfig) -> str:
     lines = [f"-l place={site.place or 'scatter'}"]
     if site.filesystems:
@@ -104,10 +109,15 @@ def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltim
                  throttle: int, chunk: str, site: SiteConfig, signal_lead: int = 0) -> str:
     """``count`` subjobs (-J), each one job of ``ranks`` ranks; at most ``throttle`` at
     once (max_run_subjobs). A chunk of one job is a plain job: PBS arrays need two
-    subjobs or more, and the task runs job 0 of its chunk."""
-    nodes = math.ceil(ranks / cores_per_node) if cores_per_node else 1
-    per_node = math.ceil(ranks / nodes)
-    ncpus = site.cores_per_node or per_node
+    subjobs or more, and the task runs job 0 of its chunk.
+
+    Each subjob asks for what its job uses (its ranks, their cores, one GPU per rank on
+    GPU nodes), so subjobs share nodes where the site shares them; on a site whose nodes
+    are the job's alone (``place`` with ``excl``) it is given the whole node's cores."""
+    shape = job_shape(ranks, cores_per_node, gpus_per_node)
+    ncpus = shape.cpus_per_node
+    if exclusive(site) and cores_per_node:
+        ncpus = max(ncpus, cores_per_node)
     array = ""
     if count > 1:
         array = f"#PBS -J 0-{count - 1}\n"
@@ -115,7 +125,8 @@ def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltim
             array += f"#PBS -W max_run_subjobs={throttle}\n"
     stem = Path(chunk).stem.replace("chunk", "array")
     header = _header("array", output=f"{stem}.^array_index^.out" if count > 1 else f"{stem}.out",
-                     array=array, select_spec=select(nodes, per_node, ncpus, gpus_per_node, site),
+                     array=array, select_spec=select(shape.nodes, shape.ranks_per_node, ncpus,
+                                                     shape.gpus_per_node, site),
                      run_id=run_id, comment=comment, name=name, walltime=walltime, site=site,
                      lead=signal_lead)
     return header + ARRAY_BODY.substitute(python=shlex.quote(python_of(site)),

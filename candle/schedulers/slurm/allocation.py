@@ -57,4 +57,16 @@ def this_task() -> str:
 
 
 def threads_per_job() -> int:
-    return int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+    """Threads per rank: --cpus-per-task where the script asked for it, else the CPUs Slurm
+    gave on this node shared by the tasks it placed here (a whole node where nodes are not
+    shared, so a site whose node size candle does not know still uses its cores)."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    cpus = os.environ.get("SLURM_CPUS_ON_NODE", "")
+    if not cpus.isdigit():
+        return 1
+    try:
+        here = tasks_per_node(os.environ.get("SLURM_TASKS_PER_NODE", "1"))[0]
+    except ValueError:
+        here = 1
+    return max(1, int(cpus) // max(1, here))

@@ -31,6 +31,9 @@ LABEL = "Slurm"
 SUFFIX = ".sbatch"
 SUBMIT = "sbatch"
 CAN_REQUEUE = True  # scontrol requeue works on one's own jobs
+# scancel/preemption: SIGTERM, then SIGKILL KillWait (default 30 s) later. Jobs get 20 s to
+# checkpoint; the supervisor's SIGTERM→SIGKILL and its bookkeeping fit in the rest.
+STOP_GRACE = 20.0
 
 STATUS_RETRY = Retry(attempts=3, first_delay=1.0, timeout=60.0)
 SUBMIT_RETRY = Retry(attempts=4, first_delay=2.0, timeout=120.0)

@@ -5,12 +5,12 @@ relative), because sbatch splits #SBATCH lines on whitespace."""
 
 from __future__ import annotations
 
-import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from candle.schedulers.batch.shape import job_shape
 from candle.schedulers.batch.shell import python_of, shell_lines
 from candle.spec.site import SiteConfig
 
@@ -73,11 +73,12 @@ def _header(kind: str, output: str, resources: list[str], *, run_id: str, commen
 def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
                 nodes: int, tasks_per_node: int, site: SiteConfig, signal_lead: int = 0,
                 gpus_per_node: int = 0) -> str:
-    """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor.
-    GPUs are asked for as the site config says (gres or a directive), so the sweep's
-    ``gpus_per_node`` only shapes the slot pool here."""
+    """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor, and
+    the nodes' ``gpus_per_node`` GPUs (the site config names no GPUs itself: an array task
+    asks for its own, one per rank)."""
+    gpus = [f"--gpus-per-node={gpus_per_node}"] if gpus_per_node else []
     header = _header("pack", "pack-%j.out",
-                     [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}",
+                     [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}", *gpus,
                       *_lifecycle(signal_lead)],
                      run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
     return header + PACK_BODY.substitute(python=shlex.quote(python_of(site)),
@@ -87,12 +88,17 @@ def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime
 def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
                  ranks: int, cores_per_node: int, count: int, throttle: int, chunk: str,
                  site: SiteConfig, signal_lead: int = 0, gpus_per_node: int = 0) -> str:
-    """``count`` tasks, each one job of ``ranks`` ranks; at most ``throttle`` at once."""
-    nodes = math.ceil(ranks / cores_per_node) if cores_per_node else 1
+    """``count`` tasks, each one job of ``ranks`` ranks; at most ``throttle`` at once.
+    Each task asks for what its job uses: its ranks, and on GPU nodes one GPU per rank with
+    that GPU's share of the node's cores (never all of a node's GPUs for a 1-rank job)."""
+    shape = job_shape(ranks, cores_per_node, gpus_per_node)
+    per_rank = [f"--cpus-per-task={shape.cpus_per_rank}"] if shape.cpus_per_rank > 1 else []
+    if shape.gpus_per_rank:
+        per_rank.append(f"--gpus-per-task={shape.gpus_per_rank}")
     spec = f"0-{count - 1}" + (f"%{throttle}" if throttle else "")
     header = _header("array", "array-%A_%a.out",
-                     [f"--array={spec}", f"--nodes={nodes}", f"--ntasks={ranks}",
-                      *_lifecycle(signal_lead)],
+                     [f"--array={spec}", f"--nodes={shape.nodes}", f"--ntasks={ranks}",
+                      *per_rank, *_lifecycle(signal_lead)],
                      run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
     return header + ARRAY_BODY.substitute(python=shlex.quote(python_of(site)),
                                           run_dir=shlex.quote(str(run_dir)),

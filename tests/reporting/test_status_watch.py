@@ -20,6 +20,7 @@ from candle.plan import iter_jobs
 from candle.spec import load_sweep
 from candle.state import JobState
 from candle.store import RunStore
+from candle.store.atomic import atomic_write_json
 from candle.supervisor.run import run_meta
 from tests.conftest import ROOT, candle_cmd, write
 
@@ -85,9 +86,29 @@ def test_watch_on_a_finished_run_prints_the_final_table_and_exits(tmp_path: Path
     assert progress_lines(result.out) == []  # nothing to follow: the final table only
     assert "w: 3/4 done (75%), finished" in result.out
     assert final_counts(result.out) == {"pending": 0, "running": 0, "done": 3, "failed": 1,
-                                        "pruned": 0, "interrupted": 0, "total": 4}
+                                        "pruned": 0, "interrupted": 0, "lost": 0, "total": 4}
     assert "ValueError: x=3 is cursed" in result.out
     assert f"candle status {store.root}" in result.out
+
+
+def test_watch_ends_when_the_only_running_job_is_lost(tmp_path: Path) -> None:
+    """An allocation on another node died hard: its job's marker stays, its supervisor's
+    lease is no longer renewed. The watch shows the job lost and ends (it would wait for
+    ever on a marker it trusted)."""
+    store = written_store(tmp_path, {0: "done", 1: "done", 2: "done"})
+    job = next(j for j in store.jobs() if j.point_params["x"] == 3)
+    owner = "node17-4242-0a1b2c"
+    atomic_write_json(store.job_dir(job.id) / "running.json",
+                      {"pid": 4242, "host": "node17", "attempt": 1, "owner": owner})
+    atomic_write_json(store.root / "leases" / f"{owner}.json",
+                      {"owner": owner, "host": "node17", "pid": 4242,
+                       "renewed": time.time() - 1000, "expires": time.time() - 820})
+    proc = subprocess.run(candle_cmd("status", str(store.root), "--watch", "--interval", "0.1"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert final_counts(proc.stdout) == {"pending": 0, "running": 0, "done": 3, "failed": 0,
+                                         "pruned": 0, "interrupted": 0, "lost": 1, "total": 4}
+    assert f"lost {job.id}" in proc.stdout
 
 
 def test_watch_refuses_json_and_non_run_directories(tmp_path: Path, cli: Any) -> None:
@@ -189,13 +210,13 @@ def test_watch_follows_a_live_run_to_its_end(tmp_path: Path) -> None:
     records = progress_lines(out)
     assert records[0]["done"] == 0 and any(r["running"] == 2 for r in records)
     assert records[-1] == {"pending": 0, "running": 0, "done": 8, "failed": 0, "pruned": 0,
-                           "interrupted": 0}
+                           "interrupted": 0, "lost": 0}
     done = [r["done"] for r in records]
     assert done == sorted(done)  # it followed the run: done only grows
     assert len(set(done)) >= 3  # and saw it in between, not only at the start and the end
     assert "live: 8/8 done (100%), finished" in out
     assert final_counts(out) == {"pending": 0, "running": 0, "done": 8, "failed": 0,
-                                 "pruned": 0, "interrupted": 0, "total": 8}
+                                 "pruned": 0, "interrupted": 0, "lost": 0, "total": 8}
 
 
 @pytest.mark.parametrize("interval", ["0", "-1"])

@@ -22,7 +22,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from candle.report.cv import FoldTable
+from candle.reporting.cv import FoldTable
 from candle.uq.summary import UQRow
 
 DIAGONAL = "diagonal"  # gid of the ideal-calibration line (not a data line)

@@ -10,6 +10,8 @@ from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.run_store import RunStore
 
+LOST_ROWS = 10
+
 
 @dataclass
 class Failure:
@@ -28,12 +30,14 @@ class RunStatus:
     batch: list[dict[str, Any]] = field(default_factory=list)  # the scheduler's view
     notes: dict[str, str] = field(default_factory=dict)  # job id -> what the scheduler saw
     running: list[Job] = field(default_factory=list)  # `status --watch` shows them
+    lost: list[str] = field(default_factory=list)  # marked running; their supervisor is gone
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "total": self.total,
             "counts": {s.value: self.counts.get(s, 0) for s in JobState},
             "failures": [f.__dict__ for f in self.failures],
+            "lost": self.lost,
             "batch": self.batch, "notes": self.notes,
         }
 
@@ -47,6 +51,8 @@ def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
         status.counts[state] += 1
         if state is JobState.RUNNING:
             status.running.append(job)
+        elif state is JobState.LOST:
+            status.lost.append(job.id)
         elif state is JobState.FAILED:
             result = store.result(job.id) or {}
             status.failures.append(Failure(
@@ -56,3 +62,15 @@ def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
                 log_tail=store.log_tail(job.id, tail_lines) if tail_lines > 0 else [],
             ))
     return status
+
+
+def lost_lines(status: RunStatus) -> list[str]:
+    """One line per lost job (the first LOST_ROWS), and what to do about them."""
+    if not status.lost:
+        return []
+    lines = [f"lost {job_id}: marked running, but its supervisor is gone (its lease "
+             "expired, or its process ended)" for job_id in status.lost[:LOST_ROWS]]
+    if len(status.lost) > LOST_ROWS:
+        lines.append(f"... and {len(status.lost) - LOST_ROWS} more lost")
+    lines.append("lost jobs run again (from their last checkpoint) with the next `candle run`")
+    return lines

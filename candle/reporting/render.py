@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from candle.plan.jobs import Job
-from candle.report.status import RunStatus
-from candle.report.study_summary import StudySummary
-from candle.report.summary import Summary
+from candle.reporting.status import RunStatus, lost_lines
+from candle.reporting.study_summary import StudySummary
+from candle.reporting.summary import Summary
 from candle.state import JobState
 from candle_benchmarks._base import BenchmarkDef
 
@@ -49,9 +49,19 @@ def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
     alloc = info.get("allocation")
     if alloc:
         gpus = f", {alloc['gpus_per_node']} GPUs" if alloc["gpus_per_node"] else ""
-        console.print(f"each job {alloc['ranks_per_job']} rank(s) ({alloc['launcher']}); "
-                      f"allocation {alloc['nodes']} node(s) x {alloc['slots_per_node']} slots"
-                      f"{gpus} -> up to {alloc['jobs_at_once']} job(s) at once")
+        if alloc.get("mode") == "array":
+            at_once = (f"up to {alloc['jobs_at_once']} at once (array_throttle)"
+                       if alloc["jobs_at_once"] else "as many at once as the queue starts")
+            console.print(f"each job {alloc['ranks_per_job']} rank(s) ({alloc['launcher']}) "
+                          f"in an array task of its own, {at_once}")
+        else:
+            console.print(f"each job {alloc['ranks_per_job']} rank(s) ({alloc['launcher']}); "
+                          f"allocation {alloc['nodes']} node(s) x {alloc['slots_per_node']} "
+                          f"slots{gpus} -> up to {alloc['jobs_at_once']} job(s) at once")
+        if alloc.get("site"):
+            console.print(f"site: {alloc['site']}", markup=False)
+        if alloc.get("note"):
+            console.print(f"note: {alloc['note']}", markup=False)
     if not jobs:
         return
     names = sorted({k for j in jobs for k in j.point_params})
@@ -140,6 +150,8 @@ def print_status(status: RunStatus) -> None:
         console.print(f"batch job {row['job_id']} ({what}): {states or 'not known yet'}")
     for job_id, note in sorted(status.notes.items()):
         console.print(f"[yellow]not done[/] {job_id}: {note}")
+    for line in lost_lines(status):
+        console.print(line, markup=False)
     for failure in status.failures:
         console.print(f"\n[red]failed[/] {failure.job_id} (attempt {failure.attempt}): "
                       f"{failure.error}")

@@ -23,10 +23,10 @@ from matplotlib.figure import Figure
 
 from candle.errors import UserError
 from candle.plan.jobs import Job
-from candle.report import plots
-from candle.report.cv import FoldTable
-from candle.report.status import RunStatus, collect_status
-from candle.report.summary import Summary, read_results, summarise
+from candle.reporting import plots
+from candle.reporting.cv import FoldTable
+from candle.reporting.status import RunStatus, collect_status
+from candle.reporting.summary import Summary, read_results, summarise
 from candle.state import JobState
 from candle.store.atomic import atomic_write_bytes, atomic_write_text
 from candle.store.run_store import RunStore

@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from candle.report.status import RunStatus, collect_status
+from candle.reporting.status import RunStatus, collect_status, lost_lines
 from candle.state import JobState
 from candle.store.atomic import read_json
 from candle.store.run_store import REPORT, RUNNING, RunStore
@@ -183,6 +183,7 @@ def view(snap: Snapshot, final: bool = False) -> RenderableType:
         parts.append(Text(f"batch job {row['job_id']} ({what}): {states or 'not known yet'}"))
     for job_id, note in sorted(status.notes.items()):
         parts.append(Text(f"not done {job_id}: {note}"))
+    parts.extend(Text(line) for line in lost_lines(status))
     if final and status.failures:
         parts.append(Text(f"the failed jobs' log tails: candle status {snap.root}"))
     return Group(*parts)

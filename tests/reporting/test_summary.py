@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from candle.plan import iter_jobs
-from candle.report import summarise
-from candle.report.render import summary_csv
+from candle.reporting import summarise
+from candle.reporting.render import summary_csv
 from candle.spec import load_sweep
 from candle.store import RunStore
 from candle.supervisor.run import run_meta

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from candle.store.run_store import RunStore
 
 if TYPE_CHECKING:
-    from candle.report.cv import FoldTable
+    from candle.reporting.cv import FoldTable
     from candle.uq.summary import UQRow
 
 
@@ -112,7 +112,7 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
 
 
 def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results) -> None:
-    from candle.report.cv import fold_table
+    from candle.reporting.cv import fold_table
     from candle.uq import summarise_uq
 
     by_point = {r.point: r for r in summary.rows}

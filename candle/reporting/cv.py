@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from candle.report.summary import Results, mean_std
+from candle.reporting.summary import Results, mean_std
 from candle.store.run_store import RunStore
 
 
