@@ -16,6 +16,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check candle benchmarks tests workflows scripts
 	$(BIN)/mypy candle benchmarks/candle_benchmarks
+	$(BIN)/lint-imports --no-logo
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -24,4 +25,4 @@ unit: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
-	rm -rf workflows/runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf workflows/runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

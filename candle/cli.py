@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import tempfile
@@ -112,7 +113,7 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
     checkpoint (walltime, SIGUSR1): the same command continues."""
     from candle.reporting.render import RunProgress
     from candle.spec import load_sweep
-    from candle.supervisor import Interrupted, run_sweep
+    from candle.supervisor import RunStopped, run_sweep
 
     spec = load_sweep(sweep)
     if spec.resources.scheduler != "local":
@@ -136,7 +137,7 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
             outcome = run_sweep(spec, on_event=progress.event, on_planned=progress.planned,
                                 on_trial=progress.trial if adaptive else None,
                                 on_notice=progress.notice, fail_fast=fail_fast)
-    except Interrupted:
+    except RunStopped:
         click.echo(f"interrupted; run the same command again to resume ({spec.run_dir})",
                    err=True)
         sys.exit(130)
@@ -204,7 +205,7 @@ def status(run_dir: Path, fmt: str, watch: bool, interval: float) -> None:
         _watch_status(store.require(), fmt, interval)
         return
     result = collect_status(store)
-    if store.exists() and store.meta()["resources"]["scheduler"] != "local":
+    if store.exists() and store.manifest().resources.scheduler != "local":
         from candle.schedulers.batch.submit import batch_report
 
         result.batch, result.notes = batch_report(store)
@@ -220,7 +221,7 @@ def _watch_status(store: Any, fmt: str, interval: float) -> None:
     if fmt != "table":
         raise UserError("--watch draws a table; use --format json without --watch")
     batch = None
-    if store.meta()["resources"]["scheduler"] != "local":
+    if store.manifest().resources.scheduler != "local":
         from candle.schedulers.batch.submit import batch_report
 
         batch = batch_report
@@ -238,7 +239,7 @@ def cancel(run_dir: Path) -> None:
     from candle.store import RunStore
 
     store = RunStore(run_dir).require()
-    if store.meta()["resources"]["scheduler"] == "local":
+    if store.manifest().resources.scheduler == "local":
         raise UserError("a local run has no batch jobs to cancel; stop it with Ctrl-C, or "
                         "SIGTERM to its `candle run` process (the same command resumes it)",
                         file=run_dir)
@@ -251,11 +252,11 @@ def cancel(run_dir: Path) -> None:
 def supervise(run_dir: Path) -> None:
     """Inside a pack allocation: keep its slots full until every job is done."""
     from candle.schedulers.batch.inside import supervise as supervise_allocation
-    from candle.supervisor import Interrupted
+    from candle.supervisor import RunStopped
 
     try:
         outcome = supervise_allocation(run_dir)
-    except Interrupted:  # SIGTERM: scancel/qdel, a preemption, PBS's walltime kill
+    except RunStopped:  # SIGTERM: scancel/qdel, a preemption, PBS's walltime kill
         click.echo("stopped by SIGTERM; running jobs were stopped, results kept", err=True)
         sys.exit(143)
     click.echo(f"{outcome.done} done, {outcome.failed} failed, {outcome.interrupted} "
@@ -269,11 +270,11 @@ def supervise(run_dir: Path) -> None:
 def array_task(run_dir: Path, chunk: str) -> None:
     """Inside an array task: run this task's job."""
     from candle.schedulers.batch.inside import array_task as run_task
-    from candle.supervisor import Interrupted
+    from candle.supervisor import RunStopped
 
     try:
         sys.exit(run_task(run_dir, chunk))
-    except Interrupted:  # SIGTERM: scancel/qdel, the walltime's kill, a preemption
+    except RunStopped:  # SIGTERM: scancel/qdel, the walltime's kill, a preemption
         click.echo("stopped by SIGTERM; the job resumes from its last checkpoint", err=True)
         sys.exit(143)
 
@@ -290,7 +291,7 @@ def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None
     from candle.store import RunStore
 
     store = RunStore(run_dir).require()
-    if store.meta().get("optuna"):
+    if store.manifest().optuna:
         _study_summary(store, fmt, top, plot)
         return
     from candle.reporting import summarise
@@ -328,12 +329,12 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
         click.echo(study_csv(result), nl=False)
     else:
         print_study_summary(result)
-        uq = store.meta().get("uq")
-        if uq:
+        manifest = store.manifest()
+        if manifest.uq:
             from candle.reporting.render import print_study_uq
             from candle.uq import summarise_uq
 
-            print_study_uq(str(uq.get("method", "ensemble")), summarise_uq(store))
+            print_study_uq(manifest.uq_method, summarise_uq(store))
         if plot is not None:
             click.echo(f"plot: {plot}")
 
@@ -354,9 +355,9 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
 def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
           config: Path | None, show_summary: bool, out: Path | None, show_help: bool) -> None:
     """Train one BENCHMARK job in the foreground (like upstream *_baseline_keras2.py)."""
+    from candle.benchmark import builtin_names, get_benchmark
     from candle.params import parse_set, read_config_file, resolve
     from candle.reporting.render import print_benchmark_params
-    from candle_benchmarks._base import builtin_names, get_benchmark
 
     if benchmark is None:
         click.echo(ctx.get_help())
@@ -376,7 +377,7 @@ def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
     layers.append(("--set", dict(parse_set(s) for s in sets)))
     params = resolve(definition, layers)
     if show_summary:
-        from candle.job.model_summary import print_model_summary
+        from candle.job.show_model import print_model_summary
 
         print_model_summary(benchmark, params)
         return
@@ -413,16 +414,16 @@ def data() -> None:
               help="sizes and seed, e.g. --set features=2000 --set samples=300")
 def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
     """Write BENCHMARK's synthetic data set as upstream files into --out."""
+    from candle.benchmark import SYNTHETIC_WRITER, builtin_names, get_benchmark
     from candle.params import parse_set, resolve
-    from candle_benchmarks._base import builtin_names, get_benchmark
-    from candle_benchmarks.synth_files import write_synthetic
 
     if benchmark not in builtin_names():
         raise UserError(f"unknown benchmark {benchmark!r}; use one of "
                         f"{', '.join(builtin_names())}")
     params = resolve(get_benchmark(benchmark), [("--set", dict(parse_set(s) for s in sets))])
     try:
-        written = write_synthetic(benchmark, out, params)
+        written = importlib.import_module(SYNTHETIC_WRITER).write_synthetic(benchmark, out,
+                                                                            params)
     except OSError as exc:
         raise UserError(f"cannot write: {exc.strerror or exc}", file=out) from None
     for path in written:
@@ -431,9 +432,9 @@ def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
 
 
 def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) -> None:
+    from candle.benchmark import TrainContext
     from candle.job.runner import mpi_rank_and_size, train_job
     from candle.store import atomic_write_json
-    from candle_benchmarks._base import TrainContext
 
     job_dir = out or Path(tempfile.mkdtemp(prefix=f"candle-{benchmark}-"))
     job_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from candle.benchmark import Benchmark, ParamError
 from candle.errors import UserError
-from candle_benchmarks._base import BenchmarkDef, ParamError
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -57,7 +57,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def resolve(
-    definition: BenchmarkDef,
+    definition: Benchmark,
     layers: Iterable[tuple[str, Mapping[str, Any]]],
 ) -> dict[str, Any]:
     """Defaults overlaid by each (source name, values) layer in order, type-checked."""

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from candle.benchmark import get_benchmark
 from candle.errors import UserError
 from candle.params import parse_set, read_config_file, resolve
-from candle_benchmarks._base import get_benchmark
 from tests.conftest import write
 
 UPSTREAM_TXT = """

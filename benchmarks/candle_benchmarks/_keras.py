@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from candle.job import interrupt
-from candle_benchmarks._base import TrainContext
+from candle.api import TrainContext, atomic_write_json, check_stop
+from candle_benchmarks._base import OPTIMIZERS
 from candle_benchmarks._horovod import Distribution, current, use, weights_digest
 from candle_benchmarks._uq import UQConfig, predict, transform_training_set
 
@@ -62,13 +62,8 @@ def make_optimizer(tf: Any, params: dict[str, Any]) -> Any:
     name = str(params["optimizer"])
     learning_rate = dist.learning_rate(float(params["learning_rate"]),
                                        bool(params.get("scale_lr_by_ranks", True)))
-    classes = {
-        "sgd": tf.keras.optimizers.SGD, "adam": tf.keras.optimizers.Adam,
-        "rmsprop": tf.keras.optimizers.RMSprop, "adagrad": tf.keras.optimizers.Adagrad,
-        "adadelta": tf.keras.optimizers.Adadelta, "adamax": tf.keras.optimizers.Adamax,
-        "nadam": tf.keras.optimizers.Nadam,
-    }
-    return dist.optimizer(classes[name](learning_rate=learning_rate))
+    optimizer = getattr(tf.keras.optimizers, OPTIMIZERS[name])
+    return dist.optimizer(optimizer(learning_rate=learning_rate))
 
 
 class Checkpoints:
@@ -90,8 +85,6 @@ class Checkpoints:
         return state if (self.dir / state["file"]).is_file() else None
 
     def save(self, model: Any, epoch: int, history: dict[str, list[float]]) -> None:
-        from candle.store.atomic import atomic_write_json
-
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch:04d}.keras"
         self._save_model(model, name)
@@ -180,7 +173,7 @@ def fit(
                 ctx.on_epoch(epoch + 1, values)
             # After the checkpoint: a walltime or preemption signal stops the job here,
             # every rank at the same epoch, and the next attempt resumes from this epoch.
-            interrupt.check(epoch + 1, dist.size, dist.bcast)
+            check_stop(epoch + 1, dist.size, dist.bcast)
 
     epochs = int(params["epochs"])
     # Horovod's broadcast first, its metric average before anything reads metrics; extra

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from candle.spec.model import NOISE_PARAM
-from candle.uq.predictions import Predictions
+from candle.api import NOISE_PARAM, Predictions
 
 BOOTSTRAP_SEED = 0x5EED  # mixed with the job seed: replicas resample differently
 NOISE_SEED = 0x0153

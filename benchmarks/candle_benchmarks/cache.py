@@ -35,7 +35,7 @@ def _cache_dirs(path: Path) -> list[Path]:
 
 
 def _save_npy(target: Path, array: NDArray[Any]) -> None:
-    from candle.store.atomic import atomic_writer
+    from candle.api import atomic_writer
 
     with atomic_writer(target) as handle:  # streamed: no bytes copy of a large array
         np.save(handle, np.ascontiguousarray(array))

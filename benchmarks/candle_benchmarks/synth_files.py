@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from candle_benchmarks._base import get_benchmark
-
 
 def write_synthetic(benchmark: str, out_dir: Path, params: dict[str, Any]) -> list[Path]:
     """Synthesize ``benchmark``'s data from ``params`` (overlaid on its defaults) and write
@@ -23,7 +21,9 @@ def write_synthetic(benchmark: str, out_dir: Path, params: dict[str, Any]) -> li
     Pointing the ``data`` parameter at ``out_dir`` then loads the same data as
     ``data=synthetic`` (up to float32 rounding, which the writer keeps exact).
     """
-    full = {**get_benchmark(benchmark).defaults(), **params}
+    from candle_benchmarks import nt3, p1b3, tc1
+
+    full = {**{"nt3": nt3, "tc1": tc1, "p1b3": p1b3}[benchmark].BENCHMARK.defaults(), **params}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if benchmark in ("nt3", "tc1"):

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from candle.adaptive.config import OptunaConfig
-from candle.adaptive.samplers import SearchSpace, search_space
 from candle.adaptive.study import (
     FAILED_ATTR,
     KEY_ATTR,
@@ -23,6 +22,7 @@ from candle.adaptive.study import (
     used_budget,
 )
 from candle.plan.jobs import Job, JobTemplate
+from candle.spec.samplers import SearchSpace, search_space
 from candle.state import JobState
 from candle.store.run_store import RunStore
 

@@ -38,7 +38,7 @@ def open_study(run_dir: Path, config: OptunaConfig) -> Any:
     """The study, created on first use, with the sweep's sampler and pruner (writer)."""
     import optuna
 
-    from candle.adaptive.samplers import make_pruner, make_sampler
+    from candle.spec.samplers import make_pruner, make_sampler
 
     quiet_optuna(Path(run_dir) / "optuna" / "optuna.log")
     study = optuna.create_study(

@@ -12,6 +12,7 @@ from candle.job import interrupt
 from candle.job.runner import execute, mpi_rank_and_size
 from candle.launch.gpus import bind_gpu
 from candle.plan.jobs import Job
+from candle.state import JobState
 from candle.store.atomic import read_json
 from candle.store.run_store import RunStore
 from candle.supervisor.procs import die_with_parent
@@ -29,29 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     bind_gpu(os.environ)  # before anything imports TensorFlow
 
     store = RunStore(args.run_dir).require()
-    meta = store.meta()
+    manifest = store.manifest()
     params_file = store.job_dir(args.job_id) / "params.json"
     try:
         job = Job.from_record(read_json(params_file))
     except (OSError, ValueError, TypeError) as exc:
         print(f"{params_file}: cannot read the job's parameters: {exc}", file=sys.stderr)
         return 2
-    adaptive = meta.get("optuna") or {}
     # What the job computes comes from its own record (the settings its id hashes), not
     # from run.json, which a later `candle run` of a changed sweep rewrites.
-    settings = job.settings if job.settings else {
-        "cv_seed": meta.get("cv_seed", 0), "stratify": meta.get("stratify", True),
-        "uq": meta.get("uq")}
+    settings: dict[str, Any] = job.settings if job.settings else {
+        "cv_seed": manifest.cv_seed, "stratify": manifest.stratify, "uq": manifest.uq}
+    adaptive = manifest.optuna
     result = execute(
-        job, meta["benchmark"], store.job_dir(job.id), Path(meta["base_dir"]),
-        metrics=tuple(meta.get("metrics") or [meta["metric"]]),
+        job, manifest.benchmark, store.job_dir(job.id), manifest.base_dir,
+        metrics=manifest.metrics,
         cv_seed=int(settings.get("cv_seed") or 0),
         stratify=bool(settings.get("stratify", True) is not False),
-        attempt=args.attempt, threads=args.threads, report_epochs=bool(adaptive),
-        wait_for_verdict=adaptive.get("pruner", "none") != "none", uq=settings.get("uq"),
+        attempt=args.attempt, threads=args.threads, report_epochs=adaptive is not None,
+        wait_for_verdict=adaptive is not None and adaptive.pruning, uq=settings.get("uq"),
     )
     rank, size = mpi_rank_and_size()
-    if result["status"] not in ("done", "pruned", "interrupted"):
+    if result["status"] not in (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED):
         print(f"rank {rank}: " + (result.get("traceback") or result["error"]), file=sys.stderr)
         if rank == 0:
             store.write_result(job.id, result)

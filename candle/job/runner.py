@@ -11,13 +11,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from candle.benchmark import TrainContext, find_benchmark
 from candle.job.interrupt import Interrupted
 from candle.job.progress import EpochReporter, Pruned, use_reporter
 from candle.job.user_model import load_function, metrics_from, predictions_from
 from candle.plan.jobs import Job
+from candle.state import JobState
 from candle.store.atomic import atomic_write_bytes
 from candle.uq.predictions import save as save_predictions
-from candle_benchmarks._base import TrainContext, get_benchmark
 
 
 def mpi_rank_and_size() -> tuple[int, int]:
@@ -40,7 +41,8 @@ def train_job(
     base_dir: Path,
 ) -> dict[str, Any]:
     """Run the model; return {"metrics", "history", ...}. Exceptions propagate."""
-    if ":" in benchmark:
+    definition = find_benchmark(benchmark, base_dir)
+    if definition is None:
         fn = load_function(benchmark, base_dir)
         call_params = {**params, "fold": ctx.fold, "folds": ctx.folds,
                        "cv_seed": ctx.cv_seed, "replica": ctx.replica, "seed": ctx.seed,
@@ -53,7 +55,6 @@ def train_job(
         if predicted is not None:
             outcome["predictions"] = predicted
         return outcome
-    definition = get_benchmark(benchmark)
     full = {**definition.defaults(), **params}
     result: dict[str, Any] = definition.train_function()(full, ctx)
     return result
@@ -132,17 +133,17 @@ def execute(
         record.update(outcome)
         if reporter is not None and reporter.history and not record.get("history"):
             record["history"] = reporter.history  # a user model's candle.report calls
-        record["status"] = "done"
+        record["status"] = JobState.DONE.value
         record["error"] = None
     except Pruned as pruned:
-        record.update(status="pruned", error=None, pruned_at_step=pruned.step,
+        record.update(status=JobState.PRUNED.value, error=None, pruned_at_step=pruned.step,
                       metrics=pruned.metrics,
                       history=reporter.history if reporter is not None else {})
     except Interrupted as stop:  # checkpointed at this step; the next attempt resumes
-        record.update(status="interrupted", error=None, interrupted_at_step=stop.step,
+        record.update(status=JobState.INTERRUPTED.value, error=None, interrupted_at_step=stop.step,
                       metrics={}, history=reporter.history if reporter is not None else {})
     except Exception as exc:  # a failing model fails its job, never the sweep
-        record["status"] = "failed"
+        record["status"] = JobState.FAILED.value
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()[-4000:]
         record.setdefault("metrics", {})

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from candle.benchmark import load_attribute
 from candle.uq.predictions import Predictions
 
 
 def load_function(spec: str, base_dir: Path) -> Callable[..., Any]:
     """Import ``module:function`` with the sweep file's folder first on sys.path."""
-    module_name, _, func_name = spec.partition(":")
-    if str(base_dir) not in sys.path:
-        sys.path.insert(0, str(base_dir))
-    module = importlib.import_module(module_name)
-    fn = getattr(module, func_name, None)
+    fn = load_attribute(spec, base_dir)
     if not callable(fn):
+        module_name, _, func_name = spec.partition(":")
         raise AttributeError(f"{module_name} has no function {func_name!r}")
     return fn  # type: ignore[no-any-return]
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from candle.benchmark import find_benchmark
 from candle.plan.points import grid_size, iter_points
 from candle.spec.model import NOISE_PARAM, Sweep
 
@@ -59,11 +60,8 @@ class JobSettings:
 
     @classmethod
     def of(cls, sweep: Sweep) -> JobSettings:
-        version = 0
-        if not sweep.is_user_model:
-            from candle_benchmarks._base import get_benchmark
-
-            version = get_benchmark(sweep.benchmark).version
+        definition = find_benchmark(sweep.benchmark, sweep.base_dir)
+        version = definition.version if definition is not None else 0
         return cls(cv_seed=sweep.cv.seed if sweep.cv else None,
                    stratify=sweep.cv.stratify if sweep.cv else None,
                    uq=sweep.uq.identity() if sweep.uq else None,
@@ -119,10 +117,9 @@ def _base_seed(sweep: Sweep) -> int:
     """The sweep's rng_seed, else the benchmark's default, else the search seed."""
     if "rng_seed" in sweep.params:
         return int(sweep.params["rng_seed"])
-    if not sweep.is_user_model:
-        from candle_benchmarks._base import get_benchmark
-
-        return int(get_benchmark(sweep.benchmark).defaults().get("rng_seed", sweep.search.seed))
+    definition = find_benchmark(sweep.benchmark, sweep.base_dir)
+    if definition is not None:
+        return int(definition.defaults().get("rng_seed", sweep.search.seed))
     return sweep.search.seed
 
 

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from candle.reporting.summary import Results, mean_std
+from candle.spec.model import direction_sign
+from candle.state import JobState
 from candle.store.run_store import RunStore
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+Results = Mapping[str, "dict[str, Any] | None"]  # job id -> result.json, read once
 
 
 @dataclass
@@ -41,18 +55,18 @@ class FoldTable:
 def fold_table(store: RunStore, results: Results | None = None) -> FoldTable | None:
     """None when the run does not cross-validate. ``results``: already read (summarise)."""
     store.require()
-    meta = store.meta()
-    folds = meta.get("folds")
+    manifest = store.manifest()
+    folds = manifest.folds
     if not folds:
         return None
-    metric, direction = str(meta["metric"]), str(meta["direction"])
+    metric, direction = manifest.metric, manifest.direction
     values: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     params: dict[int, dict[str, Any]] = {}
     assignments: set[str] = set()
     for job in store.jobs():
         params.setdefault(job.point, job.point_params)
         result = results.get(job.id) if results is not None else store.result(job.id)
-        if result is None or result.get("status") != "done" or job.fold is None:
+        if result is None or result.get("status") != JobState.DONE or job.fold is None:
             continue
         if isinstance(result.get("fold_assignment"), str):
             assignments.add(result["fold_assignment"])
@@ -66,6 +80,6 @@ def fold_table(store: RunStore, results: Results | None = None) -> FoldTable | N
         done = [v for v in per_fold if v is not None]
         mean, std = mean_std(done) if done else (None, None)
         rows.append(FoldRow(point, point_params, per_fold, mean, std))
-    sign = 1.0 if direction == "minimize" else -1.0
+    sign = direction_sign(direction)
     rows.sort(key=lambda r: (r.mean is None, sign * (r.mean or 0.0), r.point))
-    return FoldTable(metric, direction, int(folds), rows, sorted(assignments))
+    return FoldTable(metric, direction, folds, rows, sorted(assignments))

@@ -27,8 +27,10 @@ from candle.reporting import plots
 from candle.reporting.cv import FoldTable
 from candle.reporting.status import RunStatus, collect_status
 from candle.reporting.summary import Summary, read_results, summarise
+from candle.spec.model import direction_sign
 from candle.state import JobState
 from candle.store.atomic import atomic_write_bytes, atomic_write_text
+from candle.store.manifest import RunManifest
 from candle.store.run_store import RunStore
 from candle.uq.summary import UQRow
 
@@ -50,7 +52,7 @@ class JobView:
 @dataclass
 class ReportData:
     root: Path
-    meta: dict[str, Any]
+    manifest: RunManifest
     jobs: list[JobView]
     status: RunStatus
     summary: Summary
@@ -59,11 +61,11 @@ class ReportData:
 
     @property
     def metric(self) -> str:
-        return str(self.meta["metric"])
+        return self.manifest.metric
 
     @property
     def direction(self) -> str:
-        return str(self.meta.get("direction", "minimize"))
+        return self.manifest.direction
 
 
 @dataclass
@@ -96,20 +98,20 @@ class Written:
 def collect(store: RunStore) -> ReportData:
     """Everything the page and its plots show, read from the run directory alone."""
     store.require()
-    meta = store.meta()
-    metric = str(meta["metric"])
+    manifest = store.manifest()
+    metric = manifest.metric
     views = []
     results = read_results(store)
     for job in store.jobs():
         result = results[job.id]
         value = None
-        if result is not None and result.get("status") == "done":
+        if result is not None and result.get("status") == JobState.DONE:
             found = (result.get("metrics") or {}).get(metric)
             if isinstance(found, int | float) and math.isfinite(found):
                 value = float(found)
         views.append(JobView(job, result, value))
     summary = summarise(store, results)
-    return ReportData(root=store.root, meta=meta, jobs=views,
+    return ReportData(root=store.root, manifest=manifest, jobs=views,
                       status=collect_status(store, tail_lines=0), summary=summary,
                       folds=summary.fold_table, uq=summary.uq_rows)
 
@@ -128,7 +130,7 @@ def _series(result: dict[str, Any] | None, key: str) -> list[float]:
 def history_curves(data: ReportData) -> tuple[str | None, list[plots.Curve]]:
     """The metric the histories are drawn for (the sweep metric, else val_loss, else
     loss: the first any job has) and one curve per job that has it, best jobs first."""
-    sign = 1.0 if data.direction == "minimize" else -1.0
+    sign = direction_sign(data.direction)
     for key in dict.fromkeys((data.metric, "val_loss", "loss")):
         found = [(view, series) for view in data.jobs if (series := _series(view.result, key))]
         if not found:
@@ -238,7 +240,7 @@ def _plan_curves(data: ReportData, plan: PlotPlan) -> None:
 
 def _plan_uq(data: ReportData, plan: PlotPlan) -> None:
     if not data.uq:
-        uq = bool(data.meta.get("uq")) or int(data.meta.get("replicas") or 1) > 1
+        uq = bool(data.manifest.uq) or data.manifest.replicas > 1
         reason = ("no finished job saved test-set predictions (predictions.npz)" if uq
                   else "the sweep has no uq: section")
         plan.skipped.append(Skipped("UQ calibration and spread", reason))
@@ -390,12 +392,12 @@ def _table(head: list[str], rows: list[list[str]], classes: list[str] | None = N
 
 def render_html(data: ReportData, images: list[tuple[Plot, bytes]],
                 skipped: list[Skipped]) -> str:
-    meta = data.meta
-    name = str(meta.get("name", data.root.name))
+    manifest = data.manifest
+    name = manifest.name
     body: list[str] = [
         f"<h1>{_e(name)}</h1>",
-        f'<p class="meta">benchmark <code>{_e(meta.get("benchmark", "?"))}</code> · '
-        f'{_e(meta.get("method", "?"))} search · metric <code>{_e(data.metric)}</code> '
+        f'<p class="meta">benchmark <code>{_e(manifest.benchmark)}</code> · '
+        f'{_e(manifest.method)} search · metric <code>{_e(data.metric)}</code> '
         f"({_e(data.direction)}) · run directory <code>{_e(data.root.resolve())}</code> · "
         f"written {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
     ]

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from candle.reporting.cv import FoldTable
+from candle.spec.model import direction_sign
 from candle.uq.summary import UQRow
 
 DIAGONAL = "diagonal"  # gid of the ideal-calibration line (not a data line)
@@ -159,7 +160,7 @@ def parallel_coordinates(names: Sequence[str], params: Sequence[Mapping[str, Any
     ticks = [axis_ticks for _, axis_ticks in laid]
     norm = Normalize(vmin=min(values, default=0.0), vmax=max(values, default=1.0))
     cmap = colormaps["viridis_r" if direction == "minimize" else "viridis"]
-    sign = 1.0 if direction == "minimize" else -1.0
+    sign = direction_sign(direction)
     order = sorted(range(len(values)), key=lambda i: -sign * values[i])  # best drawn last
     xs = list(range(len(axes)))
     for i in order:

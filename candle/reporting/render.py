@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from candle.benchmark import Benchmark
 from candle.plan.jobs import Job
 from candle.reporting.status import RunStatus, lost_lines
 from candle.reporting.study_summary import StudySummary
 from candle.reporting.summary import Summary
 from candle.state import JobState
-from candle_benchmarks._base import BenchmarkDef
 
 
 def _console(stderr: bool = False) -> Console:
@@ -89,7 +89,6 @@ class RunProgress:
         self.task = self.progress.add_task(name, total=None, detail="planning")
         self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0, "pruned": 0,
                        "interrupted": 0}
-        self.best: tuple[int, Any] | None = None
         self.started = False
 
     def __enter__(self) -> RunProgress:
@@ -127,8 +126,6 @@ class RunProgress:
         if state == "asked":
             return
         self.progress.advance(self.task)
-        if state == "complete":
-            self.best = self.best or (number, values)
         self._detail()
 
     def _detail(self) -> None:
@@ -290,7 +287,7 @@ def summary_csv(summary: Summary) -> str:
     return buffer.getvalue()
 
 
-def print_benchmark_params(definition: BenchmarkDef) -> None:
+def print_benchmark_params(definition: Benchmark) -> None:
     console = _console()
     console.print(f"\n[bold]{definition.name}[/]: {definition.description}")
     table = Table(title="parameters (--set NAME=VALUE)")

@@ -44,7 +44,7 @@ class RunStatus:
 
 def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
     store.require()
-    status = RunStatus(name=str(store.meta().get("name", store.root.name)), total=0)
+    status = RunStatus(name=store.manifest().name, total=0)
     for job in store.jobs():
         status.total += 1
         state = store.state(job.id)

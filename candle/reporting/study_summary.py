@@ -11,8 +11,9 @@ from functools import partial
 from typing import Any
 
 from candle.adaptive.config import OptunaConfig
-from candle.adaptive.samplers import search_space
 from candle.adaptive.study import FAILED_ATTR, read_study, used_budget
+from candle.spec.model import direction_sign
+from candle.spec.samplers import search_space
 from candle.store.run_store import RunStore
 
 
@@ -54,7 +55,8 @@ class StudySummary:
 def summarise_study(store: RunStore, importances: bool = True) -> StudySummary:
     from optuna.trial import TrialState
 
-    config = OptunaConfig.from_record(store.require().meta()["optuna"])
+    config = store.require().manifest().optuna
+    assert config is not None, "summarise_study is for an Optuna search"
     study = read_study(store.root, config.study_name)
     trials = study.get_trials(deepcopy=False)
     best_numbers = _best_numbers(study, config)
@@ -71,7 +73,7 @@ def summarise_study(store: RunStore, importances: bool = True) -> StudySummary:
                              list(trial.values) if trial.values else None,
                              max(steps) if steps else None, note,
                              trial.number in best_numbers))
-    signs = [1.0 if d == "minimize" else -1.0 for d in config.directions]
+    signs = [direction_sign(d) for d in config.directions]
 
     def order(row: TrialRow) -> tuple[Any, ...]:
         """Best first, then complete trials by value, then pruned (by the value they had
@@ -136,7 +138,7 @@ def plot_study(summary: StudySummary, path: Any) -> None:
     done = [r for r in rows if r.values is not None and r.state == "complete"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     if len(summary.metrics) == 1:
-        sign = 1.0 if summary.directions[0] == "minimize" else -1.0
+        sign = direction_sign(summary.directions[0])
         ax.scatter([r.number for r in done], [r.values[0] for r in done if r.values],
                    s=18, label="complete")
         best: list[float] = []

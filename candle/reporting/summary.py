@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from candle.reporting.cv import FoldTable, Results, fold_table, mean_std
+from candle.spec.model import direction_sign
+from candle.state import JobState
 from candle.store.run_store import RunStore
 
 if TYPE_CHECKING:
-    from candle.reporting.cv import FoldTable
     from candle.uq.summary import UQRow
 
 
@@ -52,18 +53,6 @@ class Summary:
     fold_table: FoldTable | None = None
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var)
-
-
-Results = Mapping[str, "dict[str, Any] | None"]  # job id -> result.json, read once
-
-
 def read_results(store: RunStore) -> dict[str, dict[str, Any] | None]:
     """Every job's result (None: not finished), one read each: a summary of 10^4 jobs on a
     cluster filesystem must not read them once per table."""
@@ -72,8 +61,8 @@ def read_results(store: RunStore) -> dict[str, dict[str, Any] | None]:
 
 def summarise(store: RunStore, results: Results | None = None) -> Summary:
     store.require()
-    meta = store.meta()
-    metric, direction = str(meta["metric"]), str(meta["direction"])
+    manifest = store.manifest()
+    metric, direction = manifest.metric, manifest.direction
     values: dict[int, list[float]] = defaultdict(list)
     params: dict[int, dict[str, Any]] = {}
     failed: dict[int, int] = defaultdict(int)
@@ -83,7 +72,7 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
     for job in store.jobs():
         params.setdefault(job.point, job.point_params)
         result = results.get(job.id)
-        if result is not None and result.get("status") == "done":
+        if result is not None and result.get("status") == JobState.DONE:
             value = result.get("metrics", {}).get(metric)
             if isinstance(value, int | float) and math.isfinite(value):
                 values[job.point].append(float(value))
@@ -102,7 +91,7 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
         else:
             rows.append(PointRow(point, point_params, None, None, 0, failed[point],
                                  pending[point]))
-    sign = 1.0 if direction == "minimize" else -1.0
+    sign = direction_sign(direction)
     rows.sort(key=lambda r: (r.mean is None, sign * (r.mean or 0.0), r.point))
     if rows and rows[0].mean is not None:
         rows[0].best = True
@@ -112,13 +101,12 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
 
 
 def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results) -> None:
-    from candle.reporting.cv import fold_table
     from candle.uq import summarise_uq
 
     by_point = {r.point: r for r in summary.rows}
-    uq = store.meta().get("uq")
-    if uq:
-        summary.uq_method = str(uq.get("method", "ensemble"))
+    manifest = store.manifest()
+    if manifest.uq:
+        summary.uq_method = manifest.uq_method
         summary.uq_rows = summarise_uq(store, results)
         for row in summary.uq_rows:
             by_point[row.point].uq = row.to_dict()

@@ -5,7 +5,6 @@ line is printed per refresh in which the counts changed, then the final view onc
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from rich.text import Text
 from candle.reporting.status import RunStatus, collect_status, lost_lines
 from candle.state import JobState
 from candle.store.atomic import read_json
-from candle.store.run_store import REPORT, RUNNING, RunStore
+from candle.store.run_store import REPORT, RUNNING, RunStore, pid_alive
 
 FAILED_ROWS = 10
 RUNNING_ROWS = 20
@@ -82,13 +81,7 @@ def supervisor_alive(store: RunStore) -> bool:
         return False
     if len(words) < 4 or words[0] != "pid" or words[3] != socket.gethostname():
         return False
-    try:
-        os.kill(int(words[1]), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(words[1])
 
 
 def _running_job(store: RunStore, job: Any, now: float) -> RunningJob:
@@ -116,7 +109,7 @@ def take_snapshot(store: RunStore, batch: BatchQuery | None = None,
     BATCH_EVERY_S; in between the previous answer is shown."""
     status = collect_status(store, tail_lines=0)
     now = time.time()
-    adaptive = bool(store.meta().get("optuna"))
+    adaptive = store.manifest().optuna is not None
     running = [_running_job(store, job, now) for job in status.running[:RUNNING_ROWS]]
     snap = Snapshot(store.root, status, running, adaptive,
                     adaptive and supervisor_alive(store), now)

@@ -131,6 +131,11 @@ class Resources:
     walltime_given: bool = False  # a local run keeps to its walltime only when one is set
 
 
+def direction_sign(direction: str) -> float:
+    """+1 for minimize, -1 for maximize: sorting by sign x value puts the best first."""
+    return 1.0 if direction == "minimize" else -1.0
+
+
 def walltime_seconds(walltime: str) -> int:
     """'[D-]HH:MM:SS' (already checked) → seconds."""
     days, _, clock = walltime.rpartition("-")
@@ -158,7 +163,3 @@ class Sweep:
     @property
     def run_dir(self) -> Path:
         return self.store / self.name
-
-    @property
-    def is_user_model(self) -> bool:
-        return ":" in self.benchmark

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from candle.benchmark import BUILTIN, Benchmark, ParamError, find_benchmark, names_definition
 from candle.errors import UserError
+from candle.spec.checks import Ctx, kind_of
 from candle.spec.model import (
     NOISE_KINDS,
     NOISE_PARAM,
@@ -26,8 +28,7 @@ from candle.spec.model import (
     UQSpec,
     walltime_seconds,
 )
-from candle.spec.yaml_lines import KeyPath, LineMap, load_yaml
-from candle_benchmarks._base import BUILTIN, BenchmarkDef, ParamError, get_benchmark
+from candle.spec.yaml_lines import KeyPath, load_yaml
 
 if TYPE_CHECKING:
     from candle.spec.site import SiteConfig
@@ -50,7 +51,6 @@ SCHEDULERS = ("local", "slurm", "pbs")
 # the emulated test cluster (local-slurm) only where it is named.
 DEFAULT_SITES = {"slurm": "generic-slurm", "pbs": "generic-pbs"}
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
-SCIENTIFIC_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 USER_MODEL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -62,99 +62,11 @@ MAX_NODES = 100_000  # above every machine candle's schedulers run on
 MAX_GPUS_PER_NODE = 64
 
 
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped, for error messages that must stay one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-class _Ctx:
-    """Carries the file and line map so every check can raise a located error."""
-
-    def __init__(self, file: Path, lines: LineMap) -> None:
-        self.file = file
-        self.lines = lines
-
-    def fail(self, path: KeyPath, message: str) -> UserError:
-        key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
-        key = _printable(key.replace(".[", "["))
-        return UserError(message, file=self.file, line=self.lines.line(path), key=key or None)
-
-    def mapping(self, value: Any, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
-        for key in value:
-            if not isinstance(key, str):
-                raise self.fail(path, f"keys must be strings, got {key!r}")
-            if key not in allowed:
-                raise self.fail(
-                    (*path, key), f"unknown key; valid keys: {', '.join(allowed)}"
-                )
-        return dict(value)
-
-    def integer(self, value: Any, path: KeyPath, minimum: int,
-                maximum: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"expected an integer, got {_kind(value)} {value!r}")
-        if value < minimum:
-            raise self.fail(path, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise self.fail(path, f"must be <= {maximum:,}, got {value:,}")
-        return value
-
-    def number(self, value: Any, path: KeyPath) -> float:
-        """A finite number (a bound: NaN or infinity would make every draw NaN)."""
-        if isinstance(value, str) and SCIENTIFIC_RE.match(value.strip()):
-            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(path, f"expected a number, got {_kind(value)} {value!r}")
-        try:
-            number = float(value)
-        except OverflowError:
-            number = math.inf
-        if not math.isfinite(number):
-            raise self.fail(path, f"expected a finite number, got {value!r}")
-        return number
-
-    def plain(self, value: Any, path: KeyPath) -> Any:
-        """A value that is written to JSON files and read back as it was: null, booleans,
-        numbers, strings, and lists and mappings (with string keys) of those."""
-        if value is None or isinstance(value, bool | int | float | str):
-            return value
-        if isinstance(value, list):
-            return [self.plain(v, (*path, i)) for i, v in enumerate(value)]
-        if isinstance(value, dict):
-            for key in value:
-                if not isinstance(key, str):
-                    raise self.fail(path, f"keys must be strings, got {_kind(key)} {key!r}")
-            return {k: self.plain(v, (*path, k)) for k, v in value.items()}
-        raise self.fail(path, f"expected a number, string, boolean, list or mapping, got "
-                              f"{_kind(value)} {value!r} (quote it to pass it as a string)")
-
-    def string(self, value: Any, path: KeyPath, choices: tuple[str, ...] | None = None) -> str:
-        if not isinstance(value, str):
-            raise self.fail(path, f"expected a string, got {_kind(value)} {value!r}")
-        if choices is not None and value not in choices:
-            raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def boolean(self, value: Any, path: KeyPath) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(path, f"expected true or false, got {_kind(value)} {value!r}")
-        return value
-
-
-def _kind(value: Any) -> str:
-    return {
-        dict: "a mapping", list: "a list", str: "a string", int: "an integer",
-        float: "a number", bool: "a boolean", type(None): "nothing",
-    }.get(type(value), type(value).__name__)
-
-
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file; raise UserError on the first problem."""
     file = Path(path)
     data, lines, text = load_yaml(file)
-    ctx = _Ctx(file, lines)
+    ctx = Ctx(file, lines)
     if data is None:
         raise UserError("the file is empty; a sweep needs at least name and benchmark", file=file)
     top = ctx.mapping(data, (), TOP_KEYS)
@@ -195,11 +107,16 @@ def load_sweep(path: str | Path) -> Sweep:
     )
 
 
-def _benchmark(ctx: _Ctx, benchmark: str) -> BenchmarkDef | None:
-    if benchmark in BUILTIN:
-        return get_benchmark(benchmark)
+def _benchmark(ctx: Ctx, benchmark: str) -> Benchmark | None:
+    """A built-in's or a user's Benchmark (``module:NAME``, validated like a built-in), or
+    None for a user's training function: its parameters are its own business."""
+    if benchmark in BUILTIN or (USER_MODEL_RE.match(benchmark) and names_definition(benchmark)):
+        try:
+            return find_benchmark(benchmark, ctx.file.resolve().parent)
+        except Exception as exc:  # a user's module may raise anything as it is imported
+            raise ctx.fail(("benchmark",), f"cannot load {benchmark}: {exc}") from None
     if USER_MODEL_RE.match(benchmark):
-        return None  # a user model: its parameters are its own business
+        return None
     raise ctx.fail(
         ("benchmark",),
         f"unknown benchmark {benchmark!r}; use one of {', '.join(sorted(BUILTIN))} "
@@ -207,7 +124,7 @@ def _benchmark(ctx: _Ctx, benchmark: str) -> BenchmarkDef | None:
     )
 
 
-def _check_job_count(ctx: _Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpec | None
+def _check_job_count(ctx: Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpec | None
                      ) -> None:
     """A static search is planned in full, up front: keep it to MAX_JOBS jobs."""
     if search.method == "optuna":
@@ -230,7 +147,7 @@ def _check_job_count(ctx: _Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpe
 
 
 def _check_param(
-    ctx: _Ctx, definition: BenchmarkDef | None, name: str, value: Any, path: KeyPath
+    ctx: Ctx, definition: Benchmark | None, name: str, value: Any, path: KeyPath
 ) -> Any:
     if definition is None:
         return ctx.plain(value, path)
@@ -243,7 +160,7 @@ def _check_param(
         raise ctx.fail(path, f"{exc}") from None
 
 
-def _unknown_param(ctx: _Ctx, definition: BenchmarkDef, name: str, path: KeyPath) -> UserError:
+def _unknown_param(ctx: Ctx, definition: Benchmark, name: str, path: KeyPath) -> UserError:
     names = sorted(p.name for p in definition.params)
     return ctx.fail(path, f"benchmark {definition.name} has no parameter {name!r}"
                           f"{did_you_mean(name, names)}; its parameters: {', '.join(names)}")
@@ -255,7 +172,7 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _check_metrics(ctx: _Ctx, metrics: tuple[str, ...], definition: BenchmarkDef) -> None:
+def _check_metrics(ctx: Ctx, metrics: tuple[str, ...], definition: Benchmark) -> None:
     """A built-in benchmark declares what it reports: a typo is caught before any job
     trains to its end and then fails for want of the metric."""
     for i, metric in enumerate(metrics):
@@ -266,11 +183,11 @@ def _check_metrics(ctx: _Ctx, metrics: tuple[str, ...], definition: BenchmarkDef
                                  f"{', '.join(definition.metrics)}")
 
 
-def _params(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> dict[str, Any]:
+def _params(ctx: Ctx, raw: Any, definition: Benchmark | None) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise ctx.fail(("params",), f"expected a mapping, got {_kind(raw)}")
+        raise ctx.fail(("params",), f"expected a mapping, got {kind_of(raw)}")
     out: dict[str, Any] = {}
     for name, value in raw.items():
         if not isinstance(name, str):
@@ -281,7 +198,7 @@ def _params(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> dict[str, A
     return out
 
 
-def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
+def _search(ctx: Ctx, raw: Any, definition: Benchmark | None) -> SearchSpec:
     if raw is None:
         raw = {"method": "list", "points": [{}]}
     s = ctx.mapping(raw, ("search",), SEARCH_KEYS)
@@ -309,7 +226,7 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
             if point is None:
                 point = {}
             if not isinstance(point, Mapping):
-                raise ctx.fail(("search", "points", i), f"expected a mapping, got {_kind(point)}")
+                raise ctx.fail(("search", "points", i), f"expected a mapping, got {kind_of(point)}")
             for k in point:
                 if not isinstance(k, str):
                     raise ctx.fail(("search", "points", i),
@@ -341,7 +258,7 @@ def _search(ctx: _Ctx, raw: Any, definition: BenchmarkDef | None) -> SearchSpec:
     return spec
 
 
-def _objectives(ctx: _Ctx, s: dict[str, Any], multi: bool
+def _objectives(ctx: Ctx, s: dict[str, Any], multi: bool
                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """metric: a name, or (optuna) a list of names; direction: one, or one per metric."""
     raw_metric = s.get("metric", "val_loss")
@@ -366,7 +283,7 @@ def _objectives(ctx: _Ctx, s: dict[str, Any], multi: bool
     return metrics, directions
 
 
-def _named_options(ctx: _Ctx, raw: Any, path: KeyPath, names: tuple[str, ...]
+def _named_options(ctx: Ctx, raw: Any, path: KeyPath, names: tuple[str, ...]
                    ) -> tuple[str, dict[str, Any]]:
     """``tpe`` or ``{name: tpe, n_startup_trials: 5}`` → ("tpe", {"n_startup_trials": 5})."""
     if isinstance(raw, Mapping):
@@ -377,10 +294,10 @@ def _named_options(ctx: _Ctx, raw: Any, path: KeyPath, names: tuple[str, ...]
     return ctx.string(raw, path, names), {}
 
 
-def _optuna(ctx: _Ctx, s: dict[str, Any], spec: SearchSpec) -> SearchSpec:
+def _optuna(ctx: Ctx, s: dict[str, Any], spec: SearchSpec) -> SearchSpec:
     from dataclasses import replace
 
-    from candle.adaptive.samplers import (
+    from candle.spec.samplers import (
         PRUNERS,
         SAMPLERS,
         OptionError,
@@ -419,7 +336,7 @@ def _optuna(ctx: _Ctx, s: dict[str, Any], spec: SearchSpec) -> SearchSpec:
                    pruner_options=pruner_options, batch=batch)
 
 
-def _check_search_fits_mode(ctx: _Ctx, search: SearchSpec, resources: Resources) -> None:
+def _check_search_fits_mode(ctx: Ctx, search: SearchSpec, resources: Resources) -> None:
     """An adaptive search needs someone to ask the next trial when a result comes back."""
     if search.method != "optuna" or resources.scheduler == "local" or resources.mode != "array":
         return
@@ -435,7 +352,7 @@ def _check_search_fits_mode(ctx: _Ctx, search: SearchSpec, resources: Resources)
 
 
 def _dimension(
-    ctx: _Ctx, spec: Any, path: KeyPath, method: str, definition: BenchmarkDef | None, name: str
+    ctx: Ctx, spec: Any, path: KeyPath, method: str, definition: Benchmark | None, name: str
 ) -> Dimension:
     if isinstance(spec, list):
         if not spec:
@@ -483,10 +400,10 @@ def _dimension(
             if p is not None and p.type not in ("int", "float"):
                 raise ctx.fail(path, f"parameter {name} is {p.type}; use a list of values")
         return dim
-    raise ctx.fail(path, f"expected a list of values or a distribution, got {_kind(spec)}")
+    raise ctx.fail(path, f"expected a list of values or a distribution, got {kind_of(spec)}")
 
 
-def _cv(ctx: _Ctx, raw: Any) -> CVSpec | None:
+def _cv(ctx: Ctx, raw: Any) -> CVSpec | None:
     if raw is None:
         return None
     c = ctx.mapping(raw, ("cv",), CV_KEYS)
@@ -496,7 +413,7 @@ def _cv(ctx: _Ctx, raw: Any) -> CVSpec | None:
     return CVSpec(folds, seed, stratify)
 
 
-def _uq(ctx: _Ctx, raw: Any, benchmark: str, params: dict[str, Any],
+def _uq(ctx: Ctx, raw: Any, benchmark: str, params: dict[str, Any],
         search: SearchSpec) -> UQSpec | None:
     if raw is None:
         return None
@@ -544,7 +461,7 @@ def _uq(ctx: _Ctx, raw: Any, benchmark: str, params: dict[str, Any],
     return UQSpec(replicas, method, samples, levels, noise, loss)
 
 
-def _resources(ctx: _Ctx, raw: Any) -> Resources:
+def _resources(ctx: Ctx, raw: Any) -> Resources:
     r = ctx.mapping(raw if raw is not None else {}, ("resources",), RESOURCE_KEYS)
     scheduler = ctx.string(r.get("scheduler", "local"), ("resources", "scheduler"), SCHEDULERS)
     mode = ctx.string(r.get("mode", "pack"), ("resources", "mode"), MODES)

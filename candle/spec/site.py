@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from candle.errors import UserError
-from candle.spec.parse import _Ctx
+from candle.spec.checks import Ctx
 from candle.spec.yaml_lines import load_yaml
 
 SITE_KEYS = ("scheduler", "account", "partition", "qos", "constraint", "gres", "cores_per_node",
@@ -65,7 +65,7 @@ class SiteConfig:
 
 def load_site(path: Path) -> SiteConfig:
     data, lines, _ = load_yaml(path)
-    ctx = _Ctx(path, lines)
+    ctx = Ctx(path, lines)
     if data is None:
         return SiteConfig(source=path)
     raw = ctx.mapping(data, (), SITE_KEYS)
@@ -128,7 +128,7 @@ def load_site(path: Path) -> SiteConfig:
     )
 
 
-def _one_line(ctx: _Ctx, value: str, path: tuple[str | int, ...]) -> str:
+def _one_line(ctx: Ctx, value: str, path: tuple[str | int, ...]) -> str:
     if any(c in value for c in "\n\r\0"):
         raise ctx.fail(path, "must be a single line (a line break would end the directive and "
                              "start a shell command)")

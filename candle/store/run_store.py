@@ -4,7 +4,7 @@ Layout::
 
     <store>/<name>/
         sweep.yaml          copy of the sweep as last run
-        run.json            benchmark, metric, direction, counts
+        run.json            the run's manifest (candle.store.manifest)
         plan.jsonl          one Job record per line
         jobs/<id>/params.json, log.txt, result.json, running.json, ckpt/
         leases/<owner>.json  one per live supervisor (candle.store.lease)
@@ -19,6 +19,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,8 +30,10 @@ from candle.state import JobState
 from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
 from candle.store.journal_file import append_records, read_records
 from candle.store.lease import CLOCK_SKEW_SECONDS, fresh, read_expiry
+from candle.store.manifest import RunManifest, read_manifest
 
 RESULT = "result.json"
+ATTEMPTS = "attempts.jsonl"  # earlier attempts' results, one per line
 RUNNING = "running.json"
 REPORT = "report.json"  # the job's latest epoch (adaptive searches)
 VERDICT = "verdict.json"  # the supervisor's answer: go on, or prune
@@ -46,7 +49,7 @@ class RunStore:
         self._legacy_limit: float | None = None  # how old an ownerless marker may be
 
     # -- creation -----------------------------------------------------------------------
-    def initialise(self, sweep_text: str, meta: dict[str, Any],
+    def initialise(self, sweep_text: str, manifest: RunManifest,
                    jobs: Iterable[Job] | None) -> int:
         """Write the sweep copy, run.json and plan.jsonl; return the number of jobs.
 
@@ -63,7 +66,7 @@ class RunStore:
                               "\n".join(lines) + ("\n" if lines else ""))
             count = len(lines)
         atomic_write_text(self.root / "sweep.yaml", sweep_text)
-        atomic_write_json(self.root / "run.json", {**meta, "jobs": count})
+        atomic_write_json(self.root / "run.json", replace(manifest, jobs=count).to_record())
         return count
 
     def append_jobs(self, jobs: list[Job]) -> None:
@@ -80,9 +83,8 @@ class RunStore:
         return self
 
     # -- reading ------------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        data: dict[str, Any] = read_json(self.root / "run.json")
-        return data
+    def manifest(self) -> RunManifest:
+        return read_manifest(self.root / "run.json")
 
     def jobs(self) -> Iterator[Job]:
         for record in read_records(self.root / "plan.jsonl"):
@@ -114,9 +116,9 @@ class RunStore:
     def state(self, job_id: str) -> JobState:
         result = self.result(job_id)
         if result is not None:
-            return {"done": JobState.DONE, "pruned": JobState.PRUNED,
-                    "interrupted": JobState.INTERRUPTED}.get(
-                str(result.get("status")), JobState.FAILED)
+            status = str(result.get("status"))
+            ended = (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED)
+            return JobState(status) if status in ended else JobState.FAILED
         return self._marker_state(job_id)
 
     def _marker_state(self, job_id: str) -> JobState:
@@ -130,7 +132,7 @@ class RunStore:
         except (OSError, ValueError):
             return JobState.PENDING  # torn by a crash mid-write: nothing to believe
         if marker.get("host") == socket.gethostname():
-            alive = _pid_alive(marker.get("pid"))  # exact on the marker's own host
+            alive = pid_alive(marker.get("pid"))  # exact on the marker's own host
         elif marker.get("owner"):
             alive = self._lease_fresh(str(marker["owner"]))
         else:
@@ -159,13 +161,12 @@ class RunStore:
             return True
 
     def _walltime_limit(self) -> float:
-        resources = self.meta().get("resources") or {}
-        if resources.get("scheduler", "local") == "local" and not resources.get(
-                "walltime_given"):
+        resources = self.manifest().resources
+        if resources.scheduler == "local" and not resources.walltime_given:
             return float("inf")
         try:
-            return walltime_seconds(str(resources["walltime"])) + CLOCK_SKEW_SECONDS
-        except (KeyError, ValueError):
+            return walltime_seconds(resources.walltime) + CLOCK_SKEW_SECONDS
+        except ValueError:
             return float("inf")
 
     def log_tail(self, job_id: str, lines: int = 10) -> list[str]:
@@ -191,11 +192,7 @@ class RunStore:
         path = self.job_dir(job_id) / RESULT
         old = self.result(job_id)
         if old is not None:
-            history = self.job_dir(job_id) / "attempts.jsonl"
-            with history.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(old, sort_keys=True) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_records(self.job_dir(job_id) / ATTEMPTS, [old])  # a torn tail is cut first
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
@@ -228,10 +225,8 @@ class RunStore:
             (self.job_dir(job_id) / RUNNING).unlink()
 
     def previous_attempts(self, job_id: str) -> int:
-        path = self.job_dir(job_id) / "attempts.jsonl"
         try:
-            with path.open(encoding="utf-8") as handle:
-                return sum(1 for line in handle if line.strip())
+            return sum(1 for _ in read_records(self.job_dir(job_id) / ATTEMPTS))
         except FileNotFoundError:
             return 0
 
@@ -257,7 +252,7 @@ class RunStore:
             handle.close()
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
     """Whether process ``pid`` of this host runs. A zombie does not: where PID 1 does not
     reap orphans (containers), a dead job's pid would otherwise answer for ever."""
     try:

@@ -12,7 +12,7 @@ nothing new starts. ``Outcome.left`` then tells the caller to continue elsewhere
 Stop: SIGTERM (qdel, scancel, a preemption) or SIGINT (Ctrl-C) drains the same way, with
 ``stop_grace`` seconds (shorter than the scheduler's own kill grace) for the jobs to reach
 a checkpoint; what is still running then gets SIGTERM, then SIGKILL. A second signal kills
-at once. The caller then gets :class:`Interrupted`.
+at once. The caller then gets :class:`RunStopped`.
 
 While it runs, the supervisor renews its lease (candle.store.lease): the running markers
 it writes name it, and are believed on other nodes only while the lease is fresh."""
@@ -55,7 +55,7 @@ SETTLED_CHECK_SECONDS = 1.0  # ...looked at this often (see _reap_settled)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class Interrupted(Exception):
+class RunStopped(Exception):
     """The user stopped the run (Ctrl-C, SIGTERM: qdel, scancel, a preemption); running
     jobs were drained to a checkpoint. ``outcome``: what the run did (None if cut short)."""
 
@@ -202,16 +202,8 @@ class Supervisor:
         try:
             while retries or self._running or not source.exhausted():
                 self._heed_stops()
-                if not self._draining:
-                    if self._drain_asked:
-                        self._drain("signal")
-                    elif self.signal_lead and self.deadline is not None \
-                            and time.time() >= self._drain_time():
-                        self._drain("walltime")
-                    elif self.fail_fast and outcome.failed:
-                        self._drain("fail-fast")
-                    elif self._fatal:
-                        self._drain("bad-metric")
+                if not self._draining and (why := self._drain_reason(outcome)):
+                    self._drain(why)
                 if self._draining or self._out_of_time:
                     if not self._running:
                         break
@@ -220,15 +212,10 @@ class Supervisor:
                 else:
                     self._fill(source, retries, outcome)
                 time.sleep(POLL_SECONDS)
-                self._reap_settled()
-                source.poll([r.job for r in self._running.values()])
-                for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
-                    running = self._running.pop(job_id)
-                    self.pool.release(running.placement)
-                    self._finish(running, source, retries, outcome)
+                self._reap(source, retries, outcome)
         except KeyboardInterrupt:  # only where no handler could be installed
             self._terminate_all()
-            raise Interrupted from None
+            raise RunStopped from None
         finally:
             self._release(previous)
         outcome.fatal = self._fatal
@@ -236,7 +223,7 @@ class Supervisor:
         if outcome.left:
             outcome.stopped_by = self._draining or ("walltime" if self._out_of_time else "")
         if self._stopped_by:
-            raise Interrupted(outcome)
+            raise RunStopped(outcome)
         return outcome
 
     def _claim(self) -> dict[int, Any]:
@@ -265,6 +252,17 @@ class Supervisor:
         return outcome.done + outcome.pruned + outcome.failed + outcome.checkpointed > 0
 
     # -- walltime -----------------------------------------------------------------------
+    def _drain_reason(self, outcome: Outcome) -> str:
+        """The drain policy: why to stop starting jobs now ("" to go on), first match wins:
+        SIGUSR1, the walltime's lead reached, a failure under --fail-fast, a bad metric."""
+        if self._drain_asked:
+            return "signal"
+        if self.signal_lead and self.deadline is not None and time.time() >= self._drain_time():
+            return "walltime"
+        if self.fail_fast and outcome.failed:
+            return "fail-fast"
+        return "bad-metric" if self._fatal else ""
+
     def _drain_time(self) -> float:
         assert self.deadline is not None
         return self.deadline - self.signal_lead
@@ -436,9 +434,9 @@ class Supervisor:
         result = self.store.result(job.id)
         status = (result or {}).get("status")
         # A complete result counts even if teardown (MPI finalise) then exited non-zero.
-        if result is not None and status in ("done", "pruned"):
+        if result is not None and status in (JobState.DONE, JobState.PRUNED):
             self.store.clear_running(job.id)
-            state = JobState.DONE if status == "done" else JobState.PRUNED
+            state = JobState(status)
             if state is JobState.DONE:
                 outcome.done += 1
                 self.durations.record(job, time.time() - running.started, result)
@@ -447,10 +445,10 @@ class Supervisor:
             self.on_event(status, job, result)
             source.on_result(job, state, result)
             return
-        if status == "interrupted" or (self._draining and result is None):
+        if status == JobState.INTERRUPTED or (self._draining and result is None):
             self._interrupted(running, code, result, retries, outcome)
             return
-        if result is None or status != "failed":
+        if result is None or status != JobState.FAILED:
             result = self._crash_result(running, code, result)
             self.store.write_result(job.id, result)
         self.store.clear_running(job.id)
@@ -464,6 +462,16 @@ class Supervisor:
             return
         self._give_up(job, source, outcome, result)
 
+    def _reap(self, source: JobSource, retries: deque[tuple[Job, int]],
+              outcome: Outcome) -> None:
+        """The reaper: free the slots of launches that have exited and settle their jobs."""
+        self._reap_settled()
+        source.poll([r.job for r in self._running.values()])
+        for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
+            running = self._running.pop(job_id)
+            self.pool.release(running.placement)
+            self._finish(running, source, retries, outcome)
+
     def _interrupted(self, running: _Running, code: int, result: dict[str, Any] | None,
                      retries: deque[tuple[Job, int]], outcome: Outcome) -> None:
         """Stopped at a checkpoint (or killed while draining): not a failure, no retry
@@ -472,7 +480,8 @@ class Supervisor:
         job = running.job
         checkpointed = result is not None
         if result is None:
-            result = {**self._crash_result(running, code, None), "status": "interrupted",
+            result = {**self._crash_result(running, code, None),
+                      "status": JobState.INTERRUPTED.value,
                       "error": f"stopped while draining ({self._draining})"}
             self.store.write_result(job.id, result)
         self.store.clear_running(job.id)
@@ -504,7 +513,7 @@ class Supervisor:
             elif 128 < code < 128 + signal.NSIG:  # mpirun/srun report a rank's death so
                 with contextlib.suppress(ValueError):
                     reason += f" (a rank died of {signal.Signals(code - 128).name})"
-        return {"job_id": running.job.id, "status": "failed", "error": reason,
+        return {"job_id": running.job.id, "status": JobState.FAILED.value, "error": reason,
                 "exit_code": code, "attempt": running.attempt, "metrics": {},
                 "ended": time.time(), "log_tail": self.store.log_tail(running.job.id, 20)}
 

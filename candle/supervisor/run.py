@@ -4,51 +4,49 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import fields
+from dataclasses import replace
 from typing import Any
 
 from candle import __version__
 from candle.adaptive.config import OptunaConfig
 from candle.errors import UserError
-from candle.launch.local import LocalLauncher
+from candle.launch import Launcher, LocalLauncher
 from candle.plan.changes import settings_changes
 from candle.plan.jobs import JobTemplate, iter_jobs
 from candle.spec.model import Resources, Sweep, walltime_seconds
 from candle.store.lease import prune_expired
+from candle.store.manifest import RunManifest
 from candle.store.run_store import RESULT, RunStore
-from candle.supervisor.loop import Event, JobSource, Notice, Outcome, PlanSource, Supervisor
+from candle.supervisor.loop import (
+    STOP_GRACE_SECONDS,
+    Event,
+    JobSource,
+    Notice,
+    Outcome,
+    PlanSource,
+    Supervisor,
+)
 from candle.supervisor.slots import Node, SlotPool
 
 
-def run_meta(sweep: Sweep) -> dict[str, Any]:
-    resources = sweep.resources
-    return {
-        "name": sweep.name,
-        "benchmark": sweep.benchmark,
-        "metric": sweep.search.metric,
-        "direction": sweep.search.direction,
-        "metrics": [m for m, _ in sweep.search.objectives],
-        "directions": [d for _, d in sweep.search.objectives],
-        "method": sweep.search.method,
-        "folds": sweep.cv.folds if sweep.cv else None,
-        "cv_seed": sweep.cv.seed if sweep.cv else 0,
-        "stratify": sweep.cv.stratify if sweep.cv else True,
-        "replicas": sweep.uq.replicas if sweep.uq else 1,
-        "uq": sweep.uq.to_record() if sweep.uq else None,
-        "base_dir": str(sweep.base_dir),
-        "source": str(sweep.source),
-        "candle_version": __version__,
-        "updated": time.time(),
-        "retries": sweep.retries,
-        "fail_fast": False,  # `candle run --fail-fast` sets it for the allocation's supervisor
-        "template": JobTemplate.of(sweep).to_record(),
-        "optuna": (OptunaConfig.of(sweep.name, sweep.search).to_record()
-                   if sweep.search.method == "optuna" else None),
-        "resources": {
-            **{f.name: getattr(resources, f.name) for f in fields(resources) if f.name != "site"},
-            "site": str(resources.site.source) if resources.site else None,
-        },
-    }
+def run_meta(sweep: Sweep) -> RunManifest:
+    """The run's manifest as this sweep plans it (run.json, candle.store.manifest)."""
+    search, resources = sweep.search, sweep.resources
+    return RunManifest(
+        name=sweep.name, benchmark=sweep.benchmark, metric=search.metric,
+        direction=search.direction, metrics=tuple(m for m, _ in search.objectives),
+        directions=tuple(d for _, d in search.objectives), method=search.method,
+        folds=sweep.cv.folds if sweep.cv else None,
+        cv_seed=sweep.cv.seed if sweep.cv else 0,
+        stratify=sweep.cv.stratify if sweep.cv else True,
+        replicas=sweep.uq.replicas if sweep.uq else 1,
+        uq=sweep.uq.to_record() if sweep.uq else None,
+        base_dir=sweep.base_dir, source=sweep.source, candle_version=__version__,
+        updated=time.time(), retries=sweep.retries,
+        template=JobTemplate.of(sweep).to_record(),
+        optuna=OptunaConfig.of(sweep.name, search) if search.method == "optuna" else None,
+        resources=replace(resources, site=None),
+        site_file=resources.site.source if resources.site else None)
 
 
 def check_settings(store: RunStore, sweep: Sweep) -> list[str]:
@@ -59,14 +57,14 @@ def check_settings(store: RunStore, sweep: Sweep) -> list[str]:
     settings and its sampler learned from them: it is refused, naming the setting."""
     if not store.exists():
         return []
-    old = store.meta()
-    changes = settings_changes(old.get("template"), JobTemplate.of(sweep))
+    old = store.manifest()
+    changes = settings_changes(old.template, JobTemplate.of(sweep))
     if not changes:
         return []
-    if sweep.search.method == "optuna" and old.get("optuna"):
+    if sweep.search.method == "optuna" and old.optuna:
         from candle.adaptive.study import told_trials
 
-        told = told_trials(store.root, OptunaConfig.from_record(old["optuna"]).study_name)
+        told = told_trials(store.root, old.optuna.study_name)
         if told:
             first = changes[0]
             raise UserError(
@@ -129,18 +127,37 @@ def mpi_env() -> dict[str, str]:
     return {}
 
 
+def build_supervisor(store: RunStore, manifest: RunManifest, launcher: Launcher,
+                     pool: SlotPool, *, threads: int, deadline: float | None,
+                     began: float | None = None, stop_grace: float = STOP_GRACE_SECONDS,
+                     array_task: bool = False, on_event: Event | None = None,
+                     on_notice: Notice | None = None) -> Supervisor:
+    """The one supervisor of a run, locally and inside an allocation: the run's settings
+    come from its manifest, what the allocation offers (launcher, slots, threads, its end,
+    the scheduler's kill grace) from the caller. An array task runs its one job once: a
+    failure is resubmitted by the next `candle run`."""
+    resources = manifest.resources
+    return Supervisor(
+        store, launcher, pool=pool,
+        max_concurrent=0 if array_task else resources.max_concurrent,
+        ranks_per_job=resources.ranks_per_job, retries=0 if array_task else manifest.retries,
+        threads_per_job=threads, on_event=on_event, env={**JOB_ENV, **mpi_env()},
+        deadline=deadline, began=began, signal_lead=resources.signal_lead,
+        fail_fast=manifest.fail_fast, on_notice=on_notice, stop_grace=stop_grace)
+
+
 def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
     """The run's jobs: its fixed plan, or (adaptive search) its Optuna study, which the
     caller — holding the run's lock — is then the only writer of."""
-    meta = store.meta()
-    if not meta.get("optuna"):
+    manifest = store.manifest()
+    config = manifest.optuna
+    if config is None or manifest.template is None:
         return PlanSource(store.jobs())
     from candle.adaptive.source import OptunaSource
     from candle.adaptive.study import open_study
 
-    config = OptunaConfig.from_record(meta["optuna"])
     return OptunaSource(store, open_study(store.root, config), config,
-                        JobTemplate.from_record(meta["template"]), on_trial=on_trial)
+                        JobTemplate.from_record(manifest.template), on_trial=on_trial)
 
 
 def run_sweep(sweep: Sweep, on_event: Event | None = None,
@@ -162,27 +179,18 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
         for notice in check_settings(store, sweep):
             (on_notice or (lambda message: None))(notice)
         adaptive = sweep.search.method == "optuna"
-        total = store.initialise(sweep.text, run_meta(sweep),
-                                 None if adaptive else iter_jobs(sweep))
+        manifest = replace(run_meta(sweep), fail_fast=fail_fast)
+        total = store.initialise(sweep.text, manifest, None if adaptive else iter_jobs(sweep))
         source = job_source(store, on_trial)
         if on_planned is not None:
             on_planned(sweep.search.trials if adaptive else total)
         concurrent = concurrent_jobs(resources, pool)
-        supervisor = Supervisor(
-            store, LocalLauncher(oversubscribe=resources.oversubscribe),
-            max_concurrent=resources.max_concurrent,
-            pool=pool,
-            ranks_per_job=resources.ranks_per_job,
-            retries=sweep.retries,
-            threads_per_job=threads_per_job(concurrent, resources.ranks_per_job),
-            on_event=on_event,
-            env={**JOB_ENV, **mpi_env()},
+        supervisor = build_supervisor(
+            store, manifest, LocalLauncher(oversubscribe=resources.oversubscribe), pool,
+            threads=threads_per_job(concurrent, resources.ranks_per_job),
             deadline=(time.time() + walltime_seconds(resources.walltime)
                       if resources.walltime_given else None),
-            signal_lead=resources.signal_lead,
-            fail_fast=fail_fast,
-            on_notice=on_notice,
-        )
+            on_event=on_event, on_notice=on_notice)
         outcome = supervisor.run(source)
     if outcome.fatal:
         raise missing_metric_error(sweep, outcome)

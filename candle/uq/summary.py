@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from candle.state import JobState
 from candle.store.run_store import RunStore
-from candle.uq import predictions
 from candle.uq.metrics import Combined, combine, concat, uq_metrics
+from candle.uq.predictions import Predictions
+from candle.uq.predictions import load as load_predictions
 
 
 @dataclass
@@ -42,16 +44,16 @@ def summarise_uq(store: RunStore,
     """One row per point with saved predictions, in point order; [] when there are none.
     ``results``: the jobs' results when already read."""
     store.require()
-    method = str((store.meta().get("uq") or {}).get("method", "ensemble"))
-    groups: dict[int, dict[int | None, list[predictions.Predictions]]] = defaultdict(
+    method = store.manifest().uq_method
+    groups: dict[int, dict[int | None, list[Predictions]]] = defaultdict(
         lambda: defaultdict(list))
     params: dict[int, dict[str, Any]] = {}
     jobs: dict[int, int] = defaultdict(int)
     for job in store.jobs():
         result = results.get(job.id) if results is not None else store.result(job.id)
-        if result is None or result.get("status") != "done":
+        if result is None or result.get("status") != JobState.DONE:
             continue
-        saved = predictions.load(store.job_dir(job.id))
+        saved = load_predictions(store.job_dir(job.id))
         if saved is None:
             continue
         groups[job.point][job.fold].append(saved)

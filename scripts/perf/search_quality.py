@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from candle.adaptive.simulate import best_value, config, drive, shifted_sphere
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the test helpers live in tests/
+from tests.adaptive.simulate import best_value, config, drive, shifted_sphere
 
 
 def main() -> None:

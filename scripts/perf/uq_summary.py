@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from candle.plan.jobs import Job  # noqa: E402
+from candle.spec.model import Resources  # noqa: E402
+from candle.store.manifest import RunManifest  # noqa: E402
 from candle.store.run_store import RunStore  # noqa: E402
 from candle.uq import predictions, summarise_uq  # noqa: E402
 
@@ -33,9 +35,11 @@ def build(root: Path, points: int, replicas: int, samples: int, passes: int) -> 
     jobs = [Job(f"{p:06d}{r:06d}", p, {"x": p}, {"x": p}, None, None, r, r)
             for p in range(points) for r in range(replicas)]
     store = RunStore(root)
-    meta = {"name": "uq-bench", "metric": "val_loss", "direction": "minimize",
-            "uq": {"method": "mc_dropout", "replicas": replicas, "samples": passes}}
-    store.initialise("", meta, jobs)
+    store.initialise("", RunManifest(
+        name="uq-bench", benchmark="nt3", metric="val_loss", method="grid", base_dir=root,
+        source=root / "sweep.yaml", resources=Resources("local", 1, 0, "00:00:00", 1),
+        replicas=replicas, uq={"method": "mc_dropout", "replicas": replicas,
+                               "samples": passes}), jobs)
     labels = rng.integers(0, 2, samples)
     for job in jobs:
         logits = rng.normal(size=(passes, samples, 2)) + np.eye(2)[labels]

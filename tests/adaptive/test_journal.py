@@ -17,8 +17,8 @@ import optuna
 import pytest
 
 from candle.adaptive.journal import FlockLock, journal_path, open_storage
-from candle.adaptive.simulate import config
 from candle.adaptive.study import open_study
+from tests.adaptive.simulate import config
 
 TORN = b'{"op_code":5,"worker_id":"w","trial_id":3,"param_na'
 

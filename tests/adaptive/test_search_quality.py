@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from candle.adaptive.samplers import SAMPLERS
-from candle.adaptive.simulate import best_value, config, drive, shifted_sphere
 from candle.reporting.study_summary import plot_study, summarise_study
+from candle.spec.samplers import SAMPLERS
+from tests.adaptive.simulate import best_value, config, drive, shifted_sphere
 
 SEEDS = range(8)
 

@@ -40,7 +40,7 @@ def test_optuna_search_with_options_objectives_and_scientific_bounds(tmp_path: P
 
 
 def test_list_valued_choices_travel_through_optuna_as_json(tmp_path: Path) -> None:
-    from candle.adaptive.samplers import search_space
+    from candle.spec.samplers import search_space
 
     space = search_space({"dense": Choice(([32, 8], [64])), "act": Choice(("relu", "tanh"))})
     assert space.distributions["dense"].choices == ("[32, 8]", "[64]")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from candle_benchmarks._base import TrainContext, get_benchmark
+from candle.benchmark import TrainContext, get_benchmark
 from candle_benchmarks.nt3.data import synthesize
 from tests.conftest import ROOT, candle_cmd
 

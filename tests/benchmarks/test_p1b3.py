@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from candle_benchmarks._base import TrainContext
+from candle.api import TrainContext
 from candle_benchmarks.io import DataFileError
 from candle_benchmarks.p1b3 import BENCHMARK
 from candle_benchmarks.p1b3 import data as p1b3_data

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from candle_benchmarks._base import get_benchmark
+from candle.benchmark import get_benchmark
 from candle_benchmarks.io import DataFileError, read_labelled_csv
 from candle_benchmarks.synth_files import write_synthetic
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from candle_benchmarks._base import TrainContext
+from candle.api import TrainContext
 from candle_benchmarks.io import DataFileError
 from candle_benchmarks.synth_files import write_synthetic
 from candle_benchmarks.tc1 import BENCHMARK

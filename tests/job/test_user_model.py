@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from candle.api import TrainContext
 from candle.job.runner import execute, train_job
 from candle.job.user_model import metrics_from
 from candle.plan.jobs import Job
-from candle_benchmarks._base import TrainContext
 from tests.conftest import write
 
 

@@ -230,8 +230,8 @@ def test_a_submitter_killed_during_submission_never_submits_twice(
     backend = backend_for(cluster.scheduler)
     real_submit = backend.submit
 
-    def submit_then_die(script: Path, comment: str, after: str = "") -> str:
-        real_submit(script, comment, after)
+    def submit_then_die(script: Path, tag: str, after: str = "") -> str:
+        real_submit(script, tag, after)
         raise KeyboardInterrupt  # killed after the submission, before the id was written
 
     monkeypatch.setattr(backend, "submit", submit_then_die)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from candle.launch._base import LaunchRequest
-from candle.schedulers.batch.backend import backend_for
+from candle.schedulers.batch.backend import allocation_for
 from candle.spec import load_sweep
 from tests.conftest import write
 
@@ -66,7 +66,7 @@ def test_the_default_slurm_site_uses_the_clusters_own_mpi_plugin(tmp_path: Path)
     so srun uses the cluster's MpiDefault."""
     site = load_sweep(_sweep(tmp_path, "slurm")).resources.site
     assert site is not None and site.mpi == ""
-    argv = backend_for("slurm").launcher(site).argv(
+    argv = allocation_for("slurm").launcher(site).argv(
         LaunchRequest(tmp_path, "j", ranks=2, attempt=1, threads=1))
     assert not [a for a in argv if a.startswith("--mpi")], argv
 

@@ -24,7 +24,7 @@ SITE = SiteConfig(scheduler="pbs", account="PROJ123", queue="prod", filesystems=
 
 
 def test_pack_script_matches_golden() -> None:
-    text = render_pack(run_id="r1", comment="candle-run:r1:t1", run_dir=Path("/lus/runs/a"),
+    text = render_pack(run_id="r1", tag="candle-run:r1:t1", run_dir=Path("/lus/runs/a"),
                        name="nt3", walltime="1-02:00:00", nodes=4, tasks_per_node=32,
                        gpus_per_node=4, site=SITE, signal_lead=300)
     assert text == (GOLDEN / "pack.pbs").read_text()
@@ -33,7 +33,7 @@ def test_pack_script_matches_golden() -> None:
 
 
 def test_array_script_matches_golden() -> None:
-    text = render_array(run_id="r1", comment="candle-run:r1:t2", run_dir=Path("/lus/runs/a"),
+    text = render_array(run_id="r1", tag="candle-run:r1:t2", run_dir=Path("/lus/runs/a"),
                         name="nt3", walltime="00:30:00", ranks=4, cores_per_node=32,
                         gpus_per_node=4, count=25, throttle=5, chunk="chunk-0003.txt",
                         site=SITE, signal_lead=120)
@@ -43,7 +43,7 @@ def test_array_script_matches_golden() -> None:
 
 
 def test_a_chunk_of_one_job_is_a_plain_job() -> None:
-    text = render_array(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+    text = render_array(run_id="r", tag="c", run_dir=Path("/r"), name="n",
                         walltime="00:10:00", ranks=2, cores_per_node=0, gpus_per_node=0,
                         count=1, throttle=3, chunk="chunk-0001.txt", site=SiteConfig("pbs"))
     assert "-J" not in text and "max_run_subjobs" not in text
@@ -89,7 +89,7 @@ POLARIS = SiteConfig("pbs", place="scatter", select_extra="system=polaris", core
 
 
 def _subjob_select(site: SiteConfig, ranks: int, cores: int, gpus: int) -> str:
-    text = render_array(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+    text = render_array(run_id="r", tag="c", run_dir=Path("/r"), name="n",
                         walltime="00:10:00", ranks=ranks, cores_per_node=cores,
                         gpus_per_node=gpus, count=6, throttle=2, chunk="chunk-0000.txt",
                         site=site)

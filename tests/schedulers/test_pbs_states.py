@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from candle.schedulers._base import AllocState
-from candle.schedulers.pbs import backend
+from candle.schedulers.pbs import allocation, backend
 from candle.schedulers.pbs.render import pbs_walltime
 from candle.schedulers.pbs.states import (
     entries_of,
@@ -90,15 +90,15 @@ def test_bad_json_in_variable_list_is_survived() -> None:
 def test_allocation_end_from_stime_and_walltime(monkeypatch: pytest.MonkeyPatch) -> None:
     """The walltime warning PBS lacks is candle's own clock: stime + walltime."""
     document = json.loads(sample("running.json"))
-    started = time.mktime(time.strptime("Sat Nov 21 22:38:35 2026", backend.STIME_FORMAT))
+    started = time.mktime(time.strptime("Sat Nov 21 22:38:35 2026", allocation.STIME_FORMAT))
     assert document["timestamp"] == started  # the real server's epoch and its stime agree
     monkeypatch.setattr(backend, "run_cmd", lambda argv, **_: json.dumps(document))
-    assert backend.allocation_end("18.vm") == started + 300  # walltime 00:05:00
-    assert backend.allocation_end("") is None
+    assert allocation.allocation_end("18.vm") == started + 300  # walltime 00:05:00
+    assert allocation.allocation_end("") is None
     document["timestamp"] = started - 3600  # stime an hour ahead: zones differ, not trusted
-    assert backend.allocation_end("18.vm") is None
+    assert allocation.allocation_end("18.vm") is None
     document["timestamp"] = started + 3600  # running for longer than its walltime
-    assert backend.allocation_end("18.vm") is None
+    assert allocation.allocation_end("18.vm") is None
 
 
 def test_tagged_jobs_reads_owner_and_tag(monkeypatch: pytest.MonkeyPatch) -> None:

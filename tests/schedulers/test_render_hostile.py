@@ -27,10 +27,10 @@ def test_hostile_values_reach_the_program_intact_and_execute_nothing(
     site = SiteConfig(scheduler, env={"EVIL": f"$(touch {canary}) `touch {canary}` ' \" ; x"},
                       python=str(stub))
     for text in (
-        backend.render_pack(run_id="r", comment="c", run_dir=evil_dir, name="n",
+        backend.render_pack(run_id="r", tag="c", run_dir=evil_dir, name="n",
                             walltime="00:01:00", nodes=1, tasks_per_node=1, gpus_per_node=0,
                             site=site),
-        backend.render_array(run_id="r", comment="c", run_dir=evil_dir, name="n",
+        backend.render_array(run_id="r", tag="c", run_dir=evil_dir, name="n",
                              walltime="00:01:00", ranks=1, cores_per_node=1, gpus_per_node=0,
                              count=1, throttle=0, chunk=f"c $(touch {canary})", site=site),
     ):

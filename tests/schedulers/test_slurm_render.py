@@ -21,14 +21,14 @@ SITE = SiteConfig(partition="gpu", account="proj123", qos="normal", constraint="
 
 
 def test_pack_script_matches_golden() -> None:
-    text = render_pack(run_id="r1", comment="candle-run:r1:t1", run_dir=Path("/scratch/runs/a"),
+    text = render_pack(run_id="r1", tag="candle-run:r1:t1", run_dir=Path("/scratch/runs/a"),
                        name="nt3", walltime="02:00:00", nodes=4, tasks_per_node=8, site=SITE,
                        signal_lead=300)
     assert text == (GOLDEN / "pack.sbatch").read_text()
 
 
 def test_array_script_matches_golden() -> None:
-    text = render_array(run_id="r1", comment="candle-run:r1:t2",
+    text = render_array(run_id="r1", tag="candle-run:r1:t2",
                         run_dir=Path("/scratch/runs/a"), name="nt3", walltime="00:30:00",
                         ranks=4, cores_per_node=2, count=25, throttle=5,
                         chunk="chunk-0000.txt", site=SITE, signal_lead=120)
@@ -63,13 +63,13 @@ def test_array_mode_chunks_to_the_cluster_limits(tmp_path: Path) -> None:
     assert sum((s.chunk_ids for s in scripts), ()) == tuple(j.id for j in jobs)
     assert "#SBATCH --array=0-9%3" in scripts[0].text
     assert "#SBATCH --array=0-4%3" in scripts[2].text
-    assert len({s.comment for s in scripts}) == 3  # each submission its own tag
+    assert len({s.tag for s in scripts}) == 3  # each submission its own tag
     few = build_scripts(sweep, jobs, tmp_path / "run", limits=(1001, 16))  # MaxSubmitJobs 16
     assert [len(s.chunk_ids) for s in few] == [8, 8, 8, 1]
 
 
 def _array_resources(ranks: int, cores: int, gpus: int) -> list[str]:
-    text = render_array(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+    text = render_array(run_id="r", tag="c", run_dir=Path("/r"), name="n",
                         walltime="00:10:00", ranks=ranks, cores_per_node=cores, count=6,
                         throttle=2, chunk="chunk-0000.txt", site=SiteConfig(),
                         gpus_per_node=gpus)
@@ -95,7 +95,7 @@ def test_an_array_task_asks_for_what_its_job_uses() -> None:
 def test_gpus_are_asked_per_node_for_a_pack_and_not_by_the_shipped_sites() -> None:
     """A site's GPUs used to be a `--gpus-per-node` directive in every script, so an array
     task of one rank held all of a node's GPUs. The renderer asks for them now."""
-    text = render_pack(run_id="r", comment="c", run_dir=Path("/r"), name="n",
+    text = render_pack(run_id="r", tag="c", run_dir=Path("/r"), name="n",
                        walltime="00:10:00", nodes=2, tasks_per_node=4, site=SiteConfig(),
                        gpus_per_node=4)
     assert "#SBATCH --gpus-per-node=4\n" in text

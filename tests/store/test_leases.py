@@ -19,7 +19,7 @@ import pytest
 from candle.plan.jobs import iter_jobs
 from candle.spec import load_sweep
 from candle.store import RunStore
-from candle.store.atomic import atomic_write_json
+from candle.store.atomic import atomic_write_json, read_json
 from candle.supervisor.run import run_meta
 from tests.chaos.test_walltime import epoch_sweep, run
 from tests.conftest import ROOT, candle_cmd
@@ -86,7 +86,7 @@ def test_an_old_marker_without_owner_is_trusted_until_its_walltime_has_passed(
     """Markers written before leases: on another host the job cannot outlive the
     allocation that started it, so one older than the walltime (+ margin) is lost."""
     store, job_id, _ = planned(tmp_path)
-    meta = store.meta()
+    meta = read_json(store.root / "run.json")
     meta["resources"].update(scheduler="slurm", walltime="00:10:00")
     atomic_write_json(store.root / "run.json", meta)
     marker = store.job_dir(job_id) / "running.json"

@@ -181,7 +181,7 @@ def test_a_job_that_outlives_the_stop_grace_is_terminated(tmp_path: Path) -> Non
     from candle.launch.local import LocalLauncher
     from candle.plan.jobs import iter_jobs
     from candle.spec import load_sweep
-    from candle.supervisor.loop import TERMINATE_GRACE_SECONDS, Interrupted, Supervisor
+    from candle.supervisor.loop import TERMINATE_GRACE_SECONDS, RunStopped, Supervisor
     from candle.supervisor.run import run_meta
     from candle.supervisor.slots import Node, SlotPool
 
@@ -200,7 +200,7 @@ def test_a_job_that_outlives_the_stop_grace_is_terminated(tmp_path: Path) -> Non
     helper.start()
     supervisor = Supervisor(store, LocalLauncher(), pool=SlotPool([Node("localhost", 1)]),
                             stop_grace=1.0)
-    with pytest.raises(Interrupted) as stopped:
+    with pytest.raises(RunStopped) as stopped:
         supervisor.run(store.jobs())
     helper.join()
     took = time.time() - asked[0]

@@ -1,9 +1,10 @@
 """NT3: normal vs tumour classification from RNA-seq expression (Pilot1/NT3), 1-D conv."""
 
-from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
+from candle.api import Benchmark, Param
+from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS
 
 # Defaults follow upstream Pilot1/NT3/nt3_default_model.txt.
-BENCHMARK = BenchmarkDef(
+BENCHMARK = Benchmark(
     name="nt3",
     description="normal vs tumour (2 classes), Conv1D stack on 60,483 expression features",
     runner="candle_benchmarks.nt3.train",

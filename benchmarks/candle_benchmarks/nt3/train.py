@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from candle_benchmarks._base import TrainContext
+from candle.api import TrainContext
 from candle_benchmarks._keras import configure_tensorflow, fit
 from candle_benchmarks.conv1d import build_conv_classifier
 from candle_benchmarks.nt3 import data

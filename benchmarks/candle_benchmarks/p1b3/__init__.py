@@ -2,7 +2,8 @@
 
 from dataclasses import replace
 
-from candle_benchmarks._base import COMMON_PARAMS, BenchmarkDef, Param
+from candle.api import Benchmark, Param
+from candle_benchmarks._base import COMMON_PARAMS
 
 # Upstream p1b3_default_model.txt: batch_size=100, epochs=1, learning_rate=0.001,
 # rng_seed=2017 (optimizer sgd, the common default).
@@ -13,7 +14,7 @@ _COMMON = tuple(replace(p, default=_OVERRIDES[p.name]) if p.name in _OVERRIDES e
 # Upstream's default input is 1 (log concentration) + 25,722 expression levels + 3,809 drug
 # descriptors = 29,532 (P1B3 README "Total input dimensions"); the synthetic feature counts
 # default to those sizes so `build(defaults)` is the upstream model (30,088,701 weights).
-BENCHMARK = BenchmarkDef(
+BENCHMARK = Benchmark(
     name="p1b3",
     description="drug response: percent growth from cell expression, drug descriptors and "
                 "log concentration, MLP 1000-500-100-50",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from candle_benchmarks._base import TrainContext
+from candle.api import TrainContext
 from candle_benchmarks._horovod import current
 from candle_benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
 from candle_benchmarks._uq import (

@@ -2,7 +2,8 @@
 
 from dataclasses import replace
 
-from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, BenchmarkDef, Param
+from candle.api import Benchmark, Param
+from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS
 
 # Upstream tc1_default_model.txt names no learning rate: it compiles optimizer='sgd', i.e.
 # Keras' default SGD, whose learning rate is 0.01.
@@ -10,7 +11,7 @@ _COMMON = tuple(replace(p, default=0.01) if p.name == "learning_rate" else p
                 for p in COMMON_PARAMS)
 
 # Defaults follow upstream Pilot1/TC1/tc1_default_model.txt.
-BENCHMARK = BenchmarkDef(
+BENCHMARK = Benchmark(
     name="tc1",
     description="tumour type (36 classes), NT3's Conv1D stack on 60,483 expression features",
     runner="candle_benchmarks.tc1.train",

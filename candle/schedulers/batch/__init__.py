@@ -1,2 +1,2 @@
 """What every batch scheduler shares: submission records, waves and continuations,
-following a run, and the supervisor inside an allocation, over the `Backend` protocol."""
+following a run (over `Provider`), and the supervisor inside an allocation (`Allocation`)."""

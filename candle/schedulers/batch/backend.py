@@ -1,9 +1,11 @@
-"""What a batch scheduler must offer the generic submit / follow / allocation code.
-
-Slurm and PBS each implement it as a module (``candle.schedulers.<name>.backend``); the
-rest of candle never calls sbatch or qsub itself. A module satisfies the protocol
-structurally, so tests can swap one function (``monkeypatch.setattr``) and the generic
-code sees the change, because it looks the module up at each call."""
+"""What a batch scheduler must offer the generic submit / follow / allocation code, in two
+parts, as Parsl splits providers from launchers: a `Provider` on the login node (scripts,
+submit, one batched status query, cancel, limits, tags) and an `Allocation` inside one of
+its batch jobs (this job, its hosts and slots, its end, how ranks start, requeue). A new
+scheduler is a provider module (``candle.schedulers.<name>.backend``) and an allocation
+module (``.allocation``); the rest of candle never calls sbatch or qsub itself. A module
+satisfies its protocol structurally, so tests can swap one function (``monkeypatch.setattr``)
+and the generic code sees the change, because it looks the module up at each call."""
 
 from __future__ import annotations
 
@@ -17,24 +19,19 @@ from candle.spec.site import SiteConfig
 from candle.supervisor.slots import SlotPool
 
 
-class Backend(Protocol):
+class Provider(Protocol):
+    """The login node's side: asks for allocations and watches them."""
+
     NAME: str  # the run directory's folder for scripts and records, and the word users see
     SUFFIX: str  # of batch scripts: .sbatch, .pbs
     LABEL: str  # the scheduler's name as people write it: Slurm, PBS
     SUBMIT: str  # the submit command's name, for messages
-    CAN_REQUEUE: bool  # may a user put their own running array task back in the queue?
-    STOP_GRACE: float  # seconds jobs get to checkpoint on SIGTERM, within the kill grace
-
-    # -- on the login node ------------------------------------------------------------
-    def new_comment(self, run_id: str) -> str:
-        """The tag every batch job of a run carries (this run, and one submission)."""
-        ...
 
     def tagged_jobs(self) -> dict[str, str] | None:
         """{tag: job id} of this user's queued and running jobs; None if the query fails."""
         ...
 
-    def submit(self, script: Path, comment: str, after: str = "") -> str:
+    def submit(self, script: Path, tag: str, after: str = "") -> str:
         """Submit ``script`` once (a lost reply is found again by its tag); the job id."""
         ...
 
@@ -56,16 +53,22 @@ class Backend(Protocol):
         """(largest array, jobs this user may queue at once)."""
         ...
 
-    def render_pack(self, *, run_id: str, comment: str, run_dir: Path, name: str,
+    def render_pack(self, *, run_id: str, tag: str, run_dir: Path, name: str,
                     walltime: str, nodes: int, tasks_per_node: int, gpus_per_node: int,
                     site: SiteConfig, signal_lead: int = 0) -> str: ...
 
-    def render_array(self, *, run_id: str, comment: str, run_dir: Path, name: str,
+    def render_array(self, *, run_id: str, tag: str, run_dir: Path, name: str,
                      walltime: str, ranks: int, cores_per_node: int, gpus_per_node: int,
                      count: int, throttle: int, chunk: str, site: SiteConfig,
                      signal_lead: int = 0) -> str: ...
 
-    # -- inside an allocation -------------------------------------------------------
+
+class Allocation(Protocol):
+    """Inside a batch job: what it was given, how long it has, how ranks start in it."""
+
+    CAN_REQUEUE: bool  # may a user put their own running array task back in the queue?
+    STOP_GRACE: float  # seconds jobs get to checkpoint on SIGTERM, within the kill grace
+
     def this_job(self) -> str:
         """This batch job's id ("" outside one)."""
         ...
@@ -98,8 +101,17 @@ class Backend(Protocol):
 SCHEDULERS = ("slurm", "pbs")
 
 
-def backend_for(scheduler: str) -> Backend:
-    """The backend module of ``scheduler`` (imported on first use)."""
+def _module(scheduler: str, part: str) -> object:
     if scheduler not in SCHEDULERS:
         raise ValueError(f"no batch backend for scheduler {scheduler!r}")
-    return cast(Backend, importlib.import_module(f"candle.schedulers.{scheduler}.backend"))
+    return importlib.import_module(f"candle.schedulers.{scheduler}.{part}")
+
+
+def backend_for(scheduler: str) -> Provider:
+    """The provider module of ``scheduler`` (imported on first use)."""
+    return cast(Provider, _module(scheduler, "backend"))
+
+
+def allocation_for(scheduler: str) -> Allocation:
+    """The allocation module of ``scheduler`` (imported on first use)."""
+    return cast(Allocation, _module(scheduler, "allocation"))

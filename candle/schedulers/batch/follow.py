@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field, replace
+from enum import Enum
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from candle.schedulers._base import AllocState
 from candle.schedulers._command import SchedulerError
-from candle.schedulers.batch.backend import Backend, backend_for
-from candle.schedulers.batch.submit import backend_of, plan_and_submit, submissions
+from candle.schedulers.batch.backend import Provider, backend_for
+from candle.schedulers.batch.submit import Submission, backend_of, plan_and_submit, submissions
 from candle.spec.model import Sweep
 from candle.state import JobState
 from candle.store.run_store import RunStore
@@ -23,66 +25,107 @@ POLL_MAX_S = 30.0
 MAX_UNSEEN_POLLS = 10
 
 
-def run_on_cluster(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = False) -> int:
-    """Submit; with --wait follow to the end. An Optuna search in array mode goes on batch
-    by batch: each time its arrays end, the results are told and the next batch asked."""
-    console = Console(stderr=False)
-    adaptive = sweep.search.method == "optuna"
-    # Array mode goes in waves (Optuna: a batch of trials; a plan: as many tasks as the
-    # queue limit allows); --wait submits the next wave when one has ended.
-    batches = sweep.resources.mode == "array"
-    code = 0
-    while True:
+class Stage(Enum):
+    """Where `candle run` is with a batch scheduler; each stage's step says what comes next
+    (another stage, or the exit code)."""
+
+    SUBMIT = "submit"  # plan and submit a wave (or find the one still queued), say so
+    FOLLOW = "follow"  # --wait: poll the wave to its end; array mode then submits the next
+
+
+@dataclass
+class _Waves:
+    """One `candle run` on a batch scheduler. Array mode goes in waves (Optuna: a batch of
+    trials; a plan: as many tasks as the queue limit allows), and with --wait the next wave
+    goes when one has ended; an adaptive search is told each wave's results first."""
+
+    sweep: Sweep
+    dry_run: bool
+    wait: bool
+    fail_fast: bool
+    console: Console = field(default_factory=lambda: Console(stderr=False))
+    code: int = 0  # the last follow's
+    still: bool = False  # found an earlier wave still queued: nothing was submitted
+
+    @property
+    def adaptive(self) -> bool:
+        return self.sweep.search.method == "optuna"
+
+    def step(self, stage: Stage) -> Stage | int:
+        return self.submit_wave() if stage is Stage.SUBMIT else self.follow_wave()
+
+    def submit_wave(self) -> Stage | int:
+        """SUBMIT: a wave (or find the one still queued); then FOLLOW with --wait, or exit."""
+        sweep, console = self.sweep, self.console
         try:
-            meta = {**run_meta(sweep), "fail_fast": fail_fast}
-            scripts, new, still = plan_and_submit(sweep, meta, dry_run=dry_run,
+            meta = replace(run_meta(sweep), fail_fast=self.fail_fast)
+            scripts, new, still = plan_and_submit(sweep, meta, dry_run=self.dry_run,
                                                   on_notice=lambda m: console.print(f"note: {m}"))
         except SchedulerError as exc:
             # One plain line on stderr: the command, its exit code and its stderr (no rich
             # markup: ids like 16[] would be eaten, and no wrapping).
             print(f"candle: submission failed: {exc}", file=sys.stderr, flush=True)
             return 1
-        if dry_run:
+        if self.dry_run:
             for script in scripts:  # plain stdout: a console would wrap long lines
                 sys.stdout.write(f"# ---- {script.name} ({len(script.chunk_ids) or 'all'} "
                                  f"jobs) ----\n{script.text}")
             return 0
-        run_dir = sweep.run_dir
+        self.still = bool(still)
         if still:
             ids = " ".join(r.job_id for r in still)
             console.print(f"{sweep.name}: already submitted and not finished: {ids}; nothing "
-                          f"submitted again (candle status {run_dir}; candle cancel {run_dir})")
+                          f"submitted again (candle status {sweep.run_dir}; candle cancel "
+                          f"{sweep.run_dir})")
         elif not new:
-            if adaptive:
-                told = _finished(RunStore(run_dir), sweep.search.trials)
-                console.print(f"{sweep.name}: {told}/{sweep.search.trials} trials told -> "
-                              f"{run_dir}")
-                return 0 if told >= sweep.search.trials else 1
-            console.print(f"{sweep.name}: every job is already done -> {run_dir}")
-            return code
+            return self._nothing_left()
         else:
-            for record in new:
-                what = (f"array of {record.count}" if record.kind == "array"
-                        else "pack allocation")
-                path = run_dir / backend_for(sweep.resources.scheduler).NAME / record.script
-                console.print(f"submitted {record.job_id}: {what} ({path})")
-            if not wait:
-                console.print(f"follow with: candle status {run_dir}   (or candle run ... "
-                              "--wait)")
-            waiting = _not_done(RunStore(run_dir)) - sum(r.count for r in new)
-            if batches and not adaptive and waiting > 0:
-                console.print(f"{waiting} more job(s) go in later waves (the queue's limit); "
-                              "--wait submits them as waves end, or run this again")
-        if not wait:
-            return 0
-        store = RunStore(run_dir)
-        trials = sweep.search.trials if adaptive else None
+            self._say_submitted(new)
+        return Stage.FOLLOW if self.wait else 0
+
+    def _nothing_left(self) -> int:
+        sweep, run_dir = self.sweep, self.sweep.run_dir
+        if self.adaptive:
+            told = _finished(RunStore(run_dir), sweep.search.trials)
+            self.console.print(f"{sweep.name}: {told}/{sweep.search.trials} trials told -> "
+                               f"{run_dir}")
+            return 0 if told >= sweep.search.trials else 1
+        self.console.print(f"{sweep.name}: every job is already done -> {run_dir}")
+        return self.code
+
+    def _say_submitted(self, new: list[Submission]) -> None:
+        run_dir, console = self.sweep.run_dir, self.console
+        for record in new:
+            what = f"array of {record.count}" if record.kind == "array" else "pack allocation"
+            path = run_dir / backend_for(self.sweep.resources.scheduler).NAME / record.script
+            console.print(f"submitted {record.job_id}: {what} ({path})")
+        if not self.wait:
+            console.print(f"follow with: candle status {run_dir}   (or candle run ... --wait)")
+        waiting = _not_done(RunStore(run_dir)) - sum(r.count for r in new)
+        if self.sweep.resources.mode == "array" and not self.adaptive and waiting > 0:
+            console.print(f"{waiting} more job(s) go in later waves (the queue's limit); "
+                          "--wait submits them as waves end, or run this again")
+
+    def follow_wave(self) -> Stage | int:
+        """FOLLOW: to the wave's end; SUBMIT again while array waves still make progress."""
+        store = RunStore(self.sweep.run_dir)
+        trials = self.sweep.search.trials if self.adaptive else None
         before = _finished(store, trials)
-        code = follow(store, sweep.name, console, trials=trials)
-        if not batches or still:
-            return code
-        if not adaptive and _finished(store, trials) == before:
-            return code  # a wave that finished nothing: another would not either
+        self.code = follow(store, self.sweep.name, self.console, trials=trials)
+        if self.sweep.resources.mode != "array" or self.still:
+            return self.code
+        if not self.adaptive and _finished(store, trials) == before:
+            return self.code  # a wave that finished nothing: another would not either
+        return Stage.SUBMIT
+
+
+def run_on_cluster(sweep: Sweep, *, dry_run: bool, wait: bool, fail_fast: bool = False) -> int:
+    """Submit; with --wait follow to the end, wave after wave (see `_Waves`)."""
+    waves = _Waves(sweep, dry_run, wait, fail_fast)
+    stage: Stage | int = Stage.SUBMIT
+    while isinstance(stage, Stage):
+        stage = waves.step(stage)
+    return stage
 
 
 def follow(store: RunStore, name: str, console: Console, trials: int | None = None) -> int:
@@ -129,10 +172,10 @@ def _finished(store: RunStore, trials: int | None) -> int:
         return sum(1 for job in store.jobs() if store.state(job.id) is JobState.DONE)
     from candle.adaptive.study import told_trials
 
-    return told_trials(store.root, str(store.meta()["name"]))
+    return told_trials(store.root, store.manifest().name)
 
 
-def _ended(backend: Backend, states: dict[str, AllocState], job_id: str) -> bool:
+def _ended(backend: Provider, states: dict[str, AllocState], job_id: str) -> bool:
     """All of a batch job's entries (itself, or its array tasks) are known and terminal."""
     mine = backend.entries_of(states, job_id).values()
     return bool(mine) and all(s.terminal for s in mine)

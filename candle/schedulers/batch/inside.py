@@ -1,49 +1,49 @@
 """What runs inside a batch allocation (Slurm or PBS): the packing supervisor (pack mode)
 and one array task (array mode). Both use the same Supervisor and SlotPool, with the
-backend's launcher (srun steps, mpiexec), so a crash, a retry or a result is handled the
-same way in both modes and on both schedulers."""
+scheduler's `Allocation` (its slots; its launcher: srun steps, mpiexec), so a crash, a
+retry or a result is handled the same way in both modes and on both schedulers."""
 
 from __future__ import annotations
 
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from candle.schedulers.batch.backend import Backend
-from candle.schedulers.batch.submit import backend_of, submit_continuation
-from candle.spec.model import walltime_seconds
+from candle.schedulers.batch.backend import Allocation, allocation_for
+from candle.schedulers.batch.submit import batch_dir, submit_continuation
+from candle.spec.model import Resources, walltime_seconds
 from candle.spec.site import SiteConfig, load_site
 from candle.store.lease import prune_expired
 from candle.store.run_store import RunStore
 from candle.supervisor.loop import EXIT_RESUMABLE, Outcome, Supervisor
-from candle.supervisor.run import JOB_ENV, job_source
+from candle.supervisor.run import build_supervisor, job_source
 
 
-def allocation_window(backend: Backend, resources: dict[str, Any]) -> tuple[float, float]:
+def allocation_of(store: RunStore) -> Allocation:
+    """The allocation side of the scheduler this run was submitted to."""
+    return allocation_for(store.manifest().resources.scheduler)
+
+
+def allocation_window(here: Allocation, resources: Resources) -> tuple[float, float]:
     """(start, end) of this allocation: the scheduler's end time, else now + the walltime."""
-    limit = walltime_seconds(resources["walltime"])
-    end = backend.allocation_end(backend.this_job())
+    limit = walltime_seconds(resources.walltime)
+    end = here.allocation_end(here.this_job())
     end = end if end is not None else time.time() + limit
     return end - limit, end
 
 
-def _supervisor(store: RunStore, *, retries: int, max_concurrent: int) -> Supervisor:
-    """The same supervisor for both modes, on this allocation with the backend's launcher."""
-    meta = store.meta()
-    resources = meta["resources"]
-    backend = backend_of(store)
-    site = load_site(Path(resources["site"])) if resources.get("site") else SiteConfig()
-    began, deadline = allocation_window(backend, resources)
-    return Supervisor(
-        store, backend.launcher(site),
-        pool=backend.allocation_pool(int(resources.get("gpus_per_node") or 0), site),
-        max_concurrent=max_concurrent, ranks_per_job=int(resources["ranks_per_job"]),
-        retries=retries, threads_per_job=backend.threads_per_job(),
-        env=JOB_ENV, deadline=deadline, began=began,
-        signal_lead=float(resources.get("signal_lead") or 0),
-        fail_fast=bool(meta.get("fail_fast")), on_notice=_say,
-        stop_grace=backend.STOP_GRACE)
+def _supervisor(store: RunStore, *, array_task: bool) -> Supervisor:
+    """The run's supervisor (candle.supervisor.run.build_supervisor) on this allocation,
+    with the allocation's launcher, slots and kill grace."""
+    manifest = store.manifest()
+    here = allocation_of(store)
+    site = load_site(manifest.site_file) if manifest.site_file else SiteConfig()
+    began, deadline = allocation_window(here, manifest.resources)
+    return build_supervisor(
+        store, manifest, here.launcher(site),
+        here.allocation_pool(manifest.resources.gpus_per_node, site),
+        threads=here.threads_per_job(), deadline=deadline, began=began,
+        stop_grace=here.STOP_GRACE, array_task=array_task, on_notice=_say)
 
 
 def _say(message: str) -> None:
@@ -57,15 +57,11 @@ def supervise(run_dir: Path) -> Outcome:
     When the walltime runs out with work left, the jobs checkpoint and stop, and a
     continuation allocation is submitted, to start when this one ends (afterany)."""
     store = RunStore(run_dir).require()
-    meta = store.meta()
-    backend = backend_of(store)
     with store.supervisor_lock():
         prune_expired(store.root)  # leases of supervisors that died hard
-        supervisor = _supervisor(
-            store, retries=int(meta.get("retries", 1)),
-            max_concurrent=int(meta["resources"].get("max_concurrent") or 0))
+        supervisor = _supervisor(store, array_task=False)
         outcome = supervisor.run(job_source(store))
-        this_job = backend.this_job()
+        this_job = allocation_of(store).this_job()
         if outcome.fatal:  # every job would repeat it: no continuation
             _say(f"stopped: {outcome.fatal}; fix search.metric (or the model) and run again")
             return outcome
@@ -89,18 +85,18 @@ def array_task(run_dir: Path, chunk_name: str) -> int:
     (Slurm's scontrol requeue); elsewhere (PBS: qrerun is for operators) the next
     `candle run`, or the next wave of `--wait`, resumes it from its checkpoint."""
     store = RunStore(run_dir).require()
-    backend = backend_of(store)
-    chunk = run_dir / backend.NAME / chunk_name
-    wanted = chunk.read_text().split()[backend.array_index()]
+    here = allocation_of(store)
+    chunk = batch_dir(store) / chunk_name
+    wanted = chunk.read_text().split()[here.array_index()]
     jobs = [job for job in store.jobs() if job.id == wanted]
     if not jobs:
         raise SystemExit(f"{chunk}: job {wanted} is not in the run's plan")
-    outcome = _supervisor(store, retries=0, max_concurrent=0).run(jobs)
+    outcome = _supervisor(store, array_task=True).run(jobs)
     if outcome.checkpointed and outcome.stopped_by != "fail-fast":
-        if backend.CAN_REQUEUE:
-            task = backend.this_task()
+        if here.CAN_REQUEUE:
+            task = here.this_task()
             _say(f"job {wanted} stopped at a checkpoint; requeueing task {task}")
-            backend.requeue(task)
+            here.requeue(task)
         else:
             _say(f"job {wanted} stopped at a checkpoint; `candle run` again resumes it")
         return EXIT_RESUMABLE

@@ -2,12 +2,13 @@
 directory, render the batch scripts, submit them (pack: one allocation; array: one
 submission per chunk of up to the largest array, never one per job) and record every
 submission in the run directory, so `candle status`, `candle cancel` and a later
-`candle run` find them again. Scheduler specifics live behind `Backend`."""
+`candle run` find them again. Scheduler specifics live behind `Provider`."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,11 +17,12 @@ from typing import Any
 
 from candle.plan.jobs import Job, JobTemplate, iter_jobs
 from candle.schedulers._base import AllocState
-from candle.schedulers.batch.backend import Backend, backend_for
+from candle.schedulers.batch.backend import Provider, backend_for
 from candle.spec.model import Sweep
 from candle.spec.site import SiteConfig
 from candle.state import JobState
 from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
+from candle.store.manifest import RunManifest
 from candle.store.run_store import RunStore
 from candle.supervisor.run import check_settings
 
@@ -30,13 +32,13 @@ RECORDS = "submissions.json"
 @dataclass
 class Submission:
     """One submission (sbatch, qsub). Written down *before* it runs, with no job id yet; the
-    id is added after. A submitter killed in between leaves a record whose tag
-    (``comment``) finds the job in the queue, so nothing is submitted twice."""
+    id is added after. A submitter killed in between leaves a record whose tag (Slurm's
+    --comment, PBS's CANDLE_TAG) finds the job in the queue, so nothing is submitted twice."""
 
     kind: str  # pack | array | adopted (found by its tag, its record lost)
     job_id: str  # "" until the scheduler answered
     script: str
-    comment: str
+    tag: str
     chunk: str | None = None
     count: int = 0
     submitted: float = 0.0
@@ -48,14 +50,14 @@ class Script:
     kind: str
     name: str  # file name in <run>/<scheduler>/
     text: str
-    comment: str
+    tag: str
     chunk_name: str | None = None
     chunk_ids: tuple[str, ...] = ()
 
 
-def backend_of(store: RunStore) -> Backend:
-    """The backend of the scheduler this run was submitted to."""
-    return backend_for(str(store.meta()["resources"]["scheduler"]))
+def backend_of(store: RunStore) -> Provider:
+    """The provider of the scheduler this run was submitted to."""
+    return backend_for(store.manifest().resources.scheduler)
 
 
 def batch_dir(store: RunStore) -> Path:
@@ -67,7 +69,9 @@ def submissions(store: RunStore) -> list[Submission]:
     path = batch_dir(store) / RECORDS
     if not path.is_file():
         return []
-    return [Submission(**record) for record in read_json(path)]
+    # Records written before 0.2 name the tag "comment".
+    return [Submission(**{("tag" if k == "comment" else k): v for k, v in record.items()})
+            for record in read_json(path)]
 
 
 def _save(store: RunStore, records: list[Submission]) -> None:
@@ -75,8 +79,17 @@ def _save(store: RunStore, records: list[Submission]) -> None:
 
 
 def run_id_of(run_dir: Path) -> str:
-    """A short stable tag for the run directory, carried in every batch job's comment."""
+    """A short stable id for the run directory, carried in every batch job's tag."""
     return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def tag_prefix(run_id: str) -> str:
+    return f"candle-run:{run_id}:"
+
+
+def new_tag(run_id: str) -> str:
+    """The tag every batch job of a run carries: the run, and this submission's token."""
+    return tag_prefix(run_id) + secrets.token_hex(4)
 
 
 def wave_size(limits: tuple[int, int]) -> int:
@@ -94,27 +107,27 @@ def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
     run_id = run_id_of(run_dir)
     if resources.mode == "pack":
         slots = resources.slots_per_node or resources.ranks_per_job  # the site's cores if set
-        comment = backend.new_comment(run_id)
+        tag = new_tag(run_id)
         text = backend.render_pack(
-            run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
+            run_id=run_id, tag=tag, run_dir=run_dir, name=sweep.name,
             walltime=resources.walltime, nodes=resources.nodes, tasks_per_node=slots,
             gpus_per_node=resources.gpus_per_node, site=site,
             signal_lead=resources.signal_lead)
-        return [Script("pack", f"pack{backend.SUFFIX}", text, comment)]
+        return [Script("pack", f"pack{backend.SUFFIX}", text, tag)]
     max_array, max_jobs = limits or backend.cluster_limits()
     size = max(1, min(max_array - 1, wave_size((max_array, max_jobs))))
     scripts = []
     for k in range(math.ceil(len(pending) / size)):
         chunk = pending[k * size : (k + 1) * size]
         chunk_name = f"chunk-{first + k:04d}.txt"  # numbered on: earlier batches keep theirs
-        comment = backend.new_comment(run_id)
+        tag = new_tag(run_id)
         text = backend.render_array(
-            run_id=run_id, comment=comment, run_dir=run_dir, name=sweep.name,
+            run_id=run_id, tag=tag, run_dir=run_dir, name=sweep.name,
             walltime=resources.walltime, ranks=resources.ranks_per_job,
             cores_per_node=resources.slots_per_node, gpus_per_node=resources.gpus_per_node,
             count=len(chunk), throttle=resources.array_throttle, chunk=chunk_name, site=site,
             signal_lead=resources.signal_lead)
-        scripts.append(Script("array", f"array-{first + k:04d}{backend.SUFFIX}", text, comment,
+        scripts.append(Script("array", f"array-{first + k:04d}{backend.SUFFIX}", text, tag,
                               chunk_name, tuple(j.id for j in chunk)))
     return scripts
 
@@ -132,21 +145,21 @@ def _reconcile(store: RunStore) -> tuple[list[Submission], set[str]]:
     tagged = backend_of(store).tagged_jobs()
     if tagged is None:  # the queue cannot be read: change nothing
         return records, set()
-    known = {r.comment for r in records}
+    known = {r.tag for r in records}
     settled = []
     changed = False
     for record in records:
         if not record.job_id:
             changed = True
-            record.job_id = tagged.get(record.comment, "")
+            record.job_id = tagged.get(record.tag, "")
             if not record.job_id:
                 continue  # sbatch never got through
         settled.append(record)
-    prefix = f"candle-run:{run_id_of(store.root)}:"
-    for comment, job_id in tagged.items():
-        if comment.startswith(prefix) and comment not in known:
+    prefix = tag_prefix(run_id_of(store.root))
+    for tag, job_id in tagged.items():
+        if tag.startswith(prefix) and tag not in known:
             changed = True
-            settled.append(Submission("adopted", job_id, "", comment, submitted=time.time()))
+            settled.append(Submission("adopted", job_id, "", tag, submitted=time.time()))
     if changed:
         _save(store, settled)
     return settled, set(tagged.values())
@@ -157,7 +170,7 @@ def _record_and_submit(store: RunStore, records: list[Submission], record: Submi
     """Write the record, submit, write the id: a crash at any line submits at most once."""
     records.append(record)
     _save(store, records)
-    record.job_id = backend_of(store).submit(path, record.comment, after=record.after)
+    record.job_id = backend_of(store).submit(path, record.tag, after=record.after)
     _save(store, records)
     return record
 
@@ -172,9 +185,9 @@ def submit_continuation(store: RunStore, after: str) -> Submission:
             return record
     records = [r for r in records if not (r.after == after and not r.job_id)]
     backend = backend_of(store)
-    comment = backend.new_comment(run_id_of(store.root))
+    tag = new_tag(run_id_of(store.root))
     script = f"pack{backend.SUFFIX}"
-    record = Submission("pack", "", script, comment, None, 0, time.time(), after)
+    record = Submission("pack", "", script, tag, None, 0, time.time(), after)
     return _record_and_submit(store, records, record, batch_dir(store) / script)
 
 
@@ -194,7 +207,7 @@ def active(store: RunStore) -> list[tuple[Submission, AllocState]]:
     return out
 
 
-def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool,
+def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
                     on_notice: Callable[[str], None] | None = None,
                     ) -> tuple[list[Script], list[Submission], list[Submission]]:
     """Returns (scripts, new submissions, still-active older ones)."""
@@ -244,7 +257,7 @@ def plan_and_submit(sweep: Sweep, run_meta: dict[str, Any], *, dry_run: bool,
                 atomic_write_text(folder / script.chunk_name,
                                   "\n".join(script.chunk_ids) + "\n")
             atomic_write_text(path, script.text)
-            record = Submission(script.kind, "", script.name, script.comment,
+            record = Submission(script.kind, "", script.name, script.tag,
                                 script.chunk_name, len(script.chunk_ids) or todo,
                                 time.time())
             new.append(_record_and_submit(store, records, record, path))
@@ -262,14 +275,14 @@ def next_batch(store: RunStore) -> list[Job]:
     """Array mode: tell the trials whose array tasks ended, ask up to ``batch`` trials,
     and return the jobs to submit. Runs on the login node, holding the run's lock: the
     only writer of the study while no allocation supervises it."""
-    from candle.adaptive.config import OptunaConfig
     from candle.adaptive.source import OptunaSource
     from candle.adaptive.study import open_study
 
-    meta = store.meta()
-    config = OptunaConfig.from_record(meta["optuna"])
+    manifest = store.manifest()
+    config = manifest.optuna
+    assert config is not None and manifest.template is not None, "an Optuna run"
     source = OptunaSource(store, open_study(store.root, config), config,
-                          JobTemplate.from_record(meta["template"]), adopt_running=True,
+                          JobTemplate.from_record(manifest.template), adopt_running=True,
                           max_live=config.batch)
     pending = []
     while (job := source.next_job()) is not None:

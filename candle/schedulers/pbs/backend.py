@@ -1,29 +1,20 @@
-"""PBS Pro / OpenPBS behind `Backend`: qsub (never twice for one submission: each job
-carries its tag in ``-v CANDLE_TAG``), one `qstat -x -t -f -F json` for all of a run's
-jobs and subjobs, qdel, the server's limits, and (re-exported) the scripts and what runs
-inside an allocation."""
+"""PBS Pro / OpenPBS's `Provider`: qsub (never twice for one submission: each job carries
+its tag in ``-v CANDLE_TAG``), one `qstat -x -t -f -F json` for all of a run's jobs and
+subjobs, qdel, the server's limits, and (re-exported) the scripts."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
-import secrets
-import time
 from pathlib import Path
 
 from candle.schedulers._base import AllocState
 from candle.schedulers._command import Retry, SchedulerError, run_cmd
-from candle.schedulers.pbs.allocation import allocation_pool as allocation_pool
-from candle.schedulers.pbs.allocation import array_index as array_index
-from candle.schedulers.pbs.allocation import launcher as launcher
-from candle.schedulers.pbs.allocation import this_job as this_job
-from candle.schedulers.pbs.allocation import this_task as this_task
-from candle.schedulers.pbs.allocation import threads_per_job as threads_per_job
 from candle.schedulers.pbs.render import render_array as render_array
 from candle.schedulers.pbs.render import render_pack as render_pack
 from candle.schedulers.pbs.states import entries_of as entries_of
-from candle.schedulers.pbs.states import load_document, parse_jobs, walltime_seconds
+from candle.schedulers.pbs.states import load_document, parse_jobs
 from candle.schedulers.pbs.states import task_id as task_id
 
 log = logging.getLogger("candle.schedulers")
@@ -32,31 +23,19 @@ NAME = "pbs"
 LABEL = "PBS"
 SUFFIX = ".pbs"
 SUBMIT = "qsub"
-CAN_REQUEUE = False  # qrerun is for PBS operators and managers, not users
-# qdel/walltime: SIGTERM, then SIGKILL kill_delay (default 10 s) later. Jobs get 4 s to
-# checkpoint; the supervisor's SIGTERM→SIGKILL and its bookkeeping fit in the rest (a site
-# with a longer kill_delay could give more).
-STOP_GRACE = 4.0
 
 TAG_VARIABLE = "CANDLE_TAG"
 UNKNOWN_JOB = 153  # qstat/qdel: "Unknown Job Id" (history expired, or never there)
 JOB_FINISHED = 35  # qdel: "Job has finished"
-STIME_FORMAT = "%a %b %d %H:%M:%S %Y"  # 'Sat Nov 21 22:37:58 2026', the server's local time
 DEFAULT_MAX_ARRAY = 10000  # OpenPBS's max_array_size when the server does not say
 DEFAULT_MAX_QUEUED = 10000
-CLOCK_SLACK = 120.0  # seconds of skew tolerated between the server's clock and this node's
 
 STATUS_RETRY = Retry(attempts=3, first_delay=1.0, timeout=60.0)
 SUBMIT_RETRY = Retry(attempts=4, first_delay=2.0, timeout=120.0)
 JOB_ID = re.compile(r"^\d+(\[\])?(\.[\w.-]+)?$")
 
 
-def new_comment(run_id: str) -> str:
-    """The tag every batch job of a run carries: the run, and this submission's token."""
-    return f"candle-run:{run_id}:{secrets.token_hex(4)}"
-
-
-def _query(argv: list[str]) -> str:
+def query(argv: list[str]) -> str:
     """qstat's JSON even when some ids are unknown (exit 153 with the others printed)."""
     try:
         return run_cmd(argv, retry=STATUS_RETRY)
@@ -69,7 +48,7 @@ def _query(argv: list[str]) -> str:
 def tagged_jobs() -> dict[str, str] | None:
     """{tag: job id} of this user's queued and running jobs; None if qstat fails."""
     try:
-        document = load_document(_query(["qstat", "-f", "-F", "json"]))
+        document = load_document(query(["qstat", "-f", "-F", "json"]))
     except SchedulerError:
         return None
     found: dict[str, str] = {}
@@ -82,24 +61,24 @@ def tagged_jobs() -> dict[str, str] | None:
     return found
 
 
-def find_by_comment(comment: str) -> str | None:
-    return (tagged_jobs() or {}).get(comment)
+def find_by_tag(tag: str) -> str | None:
+    return (tagged_jobs() or {}).get(tag)
 
 
-def submit(script: Path, comment: str, after: str = "") -> str:
+def submit(script: Path, tag: str, after: str = "") -> str:
     """qsub ``script`` from its own folder (its -o path is relative); return the job id
     ('12.server', an array '16[].server'). ``after``: start once that job has ended, for
     any reason (afterany: a walltime-killed allocation ends with Exit_status -29, which
     afterok would wait for forever); the new tag then overrides the script's."""
 
     def already_there(_: SchedulerError) -> str | None:
-        found = find_by_comment(comment)
+        found = find_by_tag(tag)
         if found is not None:
             log.warning("qsub reply was lost but job %s with our tag exists; not "
                         "submitting again", found)
         return found
 
-    extra = ["-v", f"{TAG_VARIABLE}={comment}", "-W", f"depend=afterany:{after}"] if after else []
+    extra = ["-v", f"{TAG_VARIABLE}={tag}", "-W", f"depend=afterany:{after}"] if after else []
     out = run_cmd(["qsub", *extra, script.name], retry=SUBMIT_RETRY,
                   before_retry=already_there, cwd=script.parent)
     lines = out.strip().splitlines()
@@ -115,7 +94,7 @@ def status(job_ids: list[str]) -> dict[str, AllocState]:
     if not job_ids:
         return {}
     try:
-        return parse_jobs(_query(["qstat", "-x", "-t", "-f", "-F", "json", *job_ids]))
+        return parse_jobs(query(["qstat", "-x", "-t", "-f", "-F", "json", *job_ids]))
     except SchedulerError as exc:
         log.warning("qstat failed: %s", exc)
         return {}
@@ -130,10 +109,6 @@ def cancel(job_ids: list[str]) -> None:
     except SchedulerError as exc:
         if exc.code not in (JOB_FINISHED, UNKNOWN_JOB):
             raise
-
-
-def requeue(task_id: str) -> None:
-    raise SchedulerError(["qrerun", task_id], 1, "", "PBS lets only operators rerun jobs")
 
 
 def _limit_for_user(value: str, user: str) -> int | None:
@@ -157,29 +132,6 @@ def cluster_limits() -> tuple[int, int]:
     max_array = int(attrs.get("max_array_size", DEFAULT_MAX_ARRAY))
     queued = _limit_for_user(str(attrs.get("max_queued", "")), _user())
     return max_array, queued if queued is not None else DEFAULT_MAX_QUEUED
-
-
-def allocation_end(job_id: str) -> float | None:
-    """When this job's walltime runs out: its stime + Resource_List.walltime. stime is the
-    server's local time; read here in this node's zone, it is checked against the
-    document's epoch timestamp (the server's now): a start in the future, or longer ago
-    than the walltime, means the zones differ, and the caller falls back to its own
-    start + walltime."""
-    if not job_id:
-        return None
-    try:
-        document = load_document(_query(["qstat", "-f", "-F", "json", job_id]))
-        attrs = (document.get("Jobs") or {})[job_id]
-        started = time.mktime(time.strptime(str(attrs["stime"]), STIME_FORMAT))
-        limit = walltime_seconds(str(attrs["Resource_List"]["walltime"]))
-        server_now = float(document.get("timestamp", time.time()))
-    except (SchedulerError, KeyError, ValueError, TypeError):
-        return None
-    if not server_now - limit - CLOCK_SLACK <= started <= server_now + CLOCK_SLACK:
-        log.warning("qstat's stime %r does not fit this node's clock; using the "
-                    "supervisor's own start", attrs["stime"])
-        return None
-    return started + limit
 
 
 def _user() -> str:

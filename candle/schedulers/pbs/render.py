@@ -27,7 +27,7 @@ HEADER = Template("""#!/bin/bash
 $resources#PBS -j oe
 #PBS -o $output
 #PBS -r y
-#PBS -v CANDLE_TAG=$comment
+#PBS -v CANDLE_TAG=$tag
 $array$site_directives
 # candle $kind script for run $run_id; written by `candle run`, safe to read, re-submittable.
 # PBS sends no warning before the walltime: candle drains $lead s before it by its own clock.
@@ -80,16 +80,16 @@ def _resources(site: SiteConfig) -> str:
 
 
 def _header(kind: str, *, output: str, select_spec: str, array: str, run_id: str,
-            comment: str, name: str, walltime: str, site: SiteConfig, lead: int) -> str:
+            tag: str, name: str, walltime: str, site: SiteConfig, lead: int) -> str:
     directives = "".join(f"#PBS {line}\n" for line in site.directives)
     return HEADER.substitute(
         name=f"candle-{name}", select=select_spec, walltime=pbs_walltime(walltime),
-        resources=_resources(site), output=output, comment=comment, array=array,
+        resources=_resources(site), output=output, tag=tag, array=array,
         site_directives=directives, kind=kind, run_id=run_id, lead=lead,
         **shell_lines(site))
 
 
-def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
+def render_pack(*, run_id: str, tag: str, run_dir: Path, name: str, walltime: str,
                 nodes: int, tasks_per_node: int, gpus_per_node: int, site: SiteConfig,
                 signal_lead: int = 0) -> str:
     """One allocation of ``nodes`` chunks, ``tasks_per_node`` MPI slots each (on GPU
@@ -98,13 +98,13 @@ def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime
     slots = min(tasks_per_node, gpus_per_node) if gpus_per_node else tasks_per_node
     header = _header("pack", output="pack.out", array="",
                      select_spec=select(nodes, slots, ncpus, gpus_per_node, site),
-                     run_id=run_id, comment=comment, name=name, walltime=walltime,
+                     run_id=run_id, tag=tag, name=name, walltime=walltime,
                      site=site, lead=signal_lead)
     return header + PACK_BODY.substitute(python=shlex.quote(python_of(site)),
                                          run_dir=shlex.quote(str(run_dir)))
 
 
-def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
+def render_array(*, run_id: str, tag: str, run_dir: Path, name: str, walltime: str,
                  ranks: int, cores_per_node: int, gpus_per_node: int, count: int,
                  throttle: int, chunk: str, site: SiteConfig, signal_lead: int = 0) -> str:
     """``count`` subjobs (-J), each one job of ``ranks`` ranks; at most ``throttle`` at
@@ -127,7 +127,7 @@ def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltim
     header = _header("array", output=f"{stem}.^array_index^.out" if count > 1 else f"{stem}.out",
                      array=array, select_spec=select(shape.nodes, shape.ranks_per_node, ncpus,
                                                      shape.gpus_per_node, site),
-                     run_id=run_id, comment=comment, name=name, walltime=walltime, site=site,
+                     run_id=run_id, tag=tag, name=name, walltime=walltime, site=site,
                      lead=signal_lead)
     return header + ARRAY_BODY.substitute(python=shlex.quote(python_of(site)),
                                           run_dir=shlex.quote(str(run_dir)),

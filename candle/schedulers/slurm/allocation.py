@@ -1,21 +1,27 @@
-"""Inside a Slurm allocation: its nodes and tasks (SLURM_* variables), its end time, and
-how a job's ranks start there (one srun step each)."""
+"""Slurm's `Allocation`: its nodes and tasks (SLURM_* variables), its end time, requeue,
+and how a job's ranks start there (one srun step each)."""
 
 from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 
 from candle.launch.srun import SrunLauncher
-from candle.schedulers._command import Retry, run_cmd
+from candle.schedulers._command import Retry, SchedulerError, run_cmd
 from candle.spec.site import SiteConfig
 from candle.supervisor.slots import Node, SlotPool
+
+CAN_REQUEUE = True  # scontrol requeue works on one's own jobs
+# scancel/preemption: SIGTERM, then SIGKILL KillWait (default 30 s) later. Jobs get 20 s to
+# checkpoint; the supervisor's SIGTERM→SIGKILL and its bookkeeping fit in the rest.
+STOP_GRACE = 20.0
+RETRY = Retry(attempts=3, first_delay=1.0, timeout=60.0)
 
 
 def hostnames(nodelist: str) -> list[str]:
     """'node[1-3]' → ['node1', 'node2', 'node3'] (scontrol does Slurm's own expansion)."""
-    out = run_cmd(["scontrol", "show", "hostnames", nodelist],
-                  retry=Retry(attempts=3, first_delay=1.0, timeout=60.0))
+    out = run_cmd(["scontrol", "show", "hostnames", nodelist], retry=RETRY)
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
@@ -38,6 +44,20 @@ def allocation_pool(gpus_per_node: int, site: SiteConfig) -> SlotPool:
         counts = [counts[0]] * len(names)
     return SlotPool([Node(name, count, gpus_per_node)
                      for name, count in zip(names, counts, strict=True)])
+
+
+def allocation_end(job_id: str) -> float | None:
+    """When this batch job's walltime runs out (epoch seconds), from squeue; None if unknown."""
+    try:
+        out = run_cmd(["squeue", "-h", "-j", job_id, "-o", "%e"], retry=RETRY)
+        return datetime.fromisoformat(out.strip().splitlines()[0]).timestamp()
+    except (SchedulerError, ValueError, IndexError):
+        return None
+
+
+def requeue(job_id: str) -> None:
+    """Put a (running) batch job back in the queue; it runs again with the same id."""
+    run_cmd(["scontrol", "requeue", job_id], retry=RETRY)
 
 
 def launcher(site: SiteConfig) -> SrunLauncher:

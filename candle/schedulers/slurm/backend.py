@@ -1,24 +1,16 @@
-"""Slurm behind `Backend`: sbatch (never twice for one submission), one batched sacct for
-all of a run's jobs (squeue when accounting is off), scancel, the cluster's limits, and
-(re-exported) the scripts and what runs inside an allocation."""
+"""Slurm's `Provider`: sbatch (never twice for one submission), one batched sacct for all
+of a run's jobs (squeue when accounting is off), scancel, the cluster's limits, and
+(re-exported) the scripts."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
-import secrets
-from datetime import datetime
 from pathlib import Path
 
 from candle.schedulers._base import AllocState
 from candle.schedulers._command import Retry, SchedulerError, run_cmd
-from candle.schedulers.slurm.allocation import allocation_pool as allocation_pool
-from candle.schedulers.slurm.allocation import array_index as array_index
-from candle.schedulers.slurm.allocation import launcher as launcher
-from candle.schedulers.slurm.allocation import this_job as this_job
-from candle.schedulers.slurm.allocation import this_task as this_task
-from candle.schedulers.slurm.allocation import threads_per_job as threads_per_job
 from candle.schedulers.slurm.render import render_array as render_array
 from candle.schedulers.slurm.render import render_pack as render_pack
 from candle.schedulers.slurm.states import entries_of as entries_of
@@ -30,22 +22,14 @@ NAME = "slurm"
 LABEL = "Slurm"
 SUFFIX = ".sbatch"
 SUBMIT = "sbatch"
-CAN_REQUEUE = True  # scontrol requeue works on one's own jobs
-# scancel/preemption: SIGTERM, then SIGKILL KillWait (default 30 s) later. Jobs get 20 s to
-# checkpoint; the supervisor's SIGTERM→SIGKILL and its bookkeeping fit in the rest.
-STOP_GRACE = 20.0
 
 STATUS_RETRY = Retry(attempts=3, first_delay=1.0, timeout=60.0)
 SUBMIT_RETRY = Retry(attempts=4, first_delay=2.0, timeout=120.0)
 
 
-def new_comment(run_id: str) -> str:
-    """The tag every batch job of a run carries: the run, and this submission's token."""
-    return f"candle-run:{run_id}:{secrets.token_hex(4)}"
-
-
 def tagged_jobs() -> dict[str, str] | None:
-    """{comment: job id} of this user's queued and running jobs; None if squeue fails."""
+    """{tag (a job's --comment): job id} of this user's queued and running jobs; None if
+    squeue fails."""
     try:
         out = run_cmd(["squeue", "-h", "-o", "%i|%k", "-u", _user()], retry=STATUS_RETRY)
     except SchedulerError:
@@ -57,39 +41,25 @@ def tagged_jobs() -> dict[str, str] | None:
     return found
 
 
-def find_by_comment(comment: str) -> str | None:
-    """The id of a job already submitted with ``comment`` (sbatch reached the controller but
+def find_by_tag(tag: str) -> str | None:
+    """The id of a job already submitted with ``tag`` (sbatch reached the controller but
     its reply was lost, or its submitter died before writing the id down), or None."""
-    return (tagged_jobs() or {}).get(comment)
+    return (tagged_jobs() or {}).get(tag)
 
 
-def allocation_end(job_id: str) -> float | None:
-    """When this batch job's walltime runs out (epoch seconds), from squeue; None if unknown."""
-    try:
-        out = run_cmd(["squeue", "-h", "-j", job_id, "-o", "%e"], retry=STATUS_RETRY)
-        return datetime.fromisoformat(out.strip().splitlines()[0]).timestamp()
-    except (SchedulerError, ValueError, IndexError):
-        return None
-
-
-def requeue(job_id: str) -> None:
-    """Put a (running) batch job back in the queue; it runs again with the same id."""
-    run_cmd(["scontrol", "requeue", job_id], retry=STATUS_RETRY)
-
-
-def submit(script: Path, comment: str, after: str = "") -> str:
+def submit(script: Path, tag: str, after: str = "") -> str:
     """sbatch ``script`` from its own folder (its outputs are relative); return the job id.
     ``after``: start only once that job has ended (a continuation allocation); the new
-    ``comment`` then overrides the one written in the script."""
+    ``tag`` then overrides the one written in the script."""
 
     def already_there(_: SchedulerError) -> str | None:
-        found = find_by_comment(comment)
+        found = find_by_tag(tag)
         if found is not None:
             log.warning("sbatch reply was lost but job %s with our tag exists; not "
                         "submitting again", found)
         return found
 
-    extra = [f"--comment={comment}", f"--dependency=afterany:{after}"] if after else []
+    extra = [f"--comment={tag}", f"--dependency=afterany:{after}"] if after else []
     out = run_cmd(["sbatch", "--parsable", *extra, script.name], retry=SUBMIT_RETRY,
                   before_retry=already_there, cwd=script.parent)
     job_id = out.strip().split(";")[0]

@@ -6,7 +6,6 @@ relative), because sbatch splits #SBATCH lines on whitespace."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -19,7 +18,7 @@ from candle.spec.site import SiteConfig
 # back and resumes from the store; --open-mode=append: a requeued run keeps its first log.
 HEADER = Template("""#!/bin/bash
 #SBATCH --job-name=$name
-#SBATCH --comment=$comment
+#SBATCH --comment=$tag
 #SBATCH --time=$time
 #SBATCH --output=$output
 $resources$site_directives
@@ -38,13 +37,6 @@ exec $python -m candle.cli array-task $run_dir $chunk
 """)
 
 
-@dataclass(frozen=True)
-class Allocation:
-    nodes: int
-    tasks_per_node: int
-    gpus_per_node: int
-
-
 def _directives(site: SiteConfig) -> str:
     lines = [f"--{key}={value}" for key, value in (
         ("partition", site.partition), ("account", site.account), ("qos", site.qos),
@@ -53,24 +45,21 @@ def _directives(site: SiteConfig) -> str:
     return "".join(f"#SBATCH {line}\n" for line in lines)
 
 
-
-
-
 def _lifecycle(signal_lead: int) -> list[str]:
     """Walltime warning, requeue on preemption / node failure, logs appended across runs."""
     warn = [f"--signal=B:USR1@{signal_lead}"] if signal_lead else []
     return [*warn, "--requeue", "--open-mode=append"]
 
 
-def _header(kind: str, output: str, resources: list[str], *, run_id: str, comment: str,
+def _header(kind: str, output: str, resources: list[str], *, run_id: str, tag: str,
             name: str, walltime: str, site: SiteConfig) -> str:
     return HEADER.substitute(
-        name=f"candle-{name}", comment=comment, time=walltime, output=output, kind=kind,
+        name=f"candle-{name}", tag=tag, time=walltime, output=output, kind=kind,
         run_id=run_id, resources="".join(f"#SBATCH {r}\n" for r in resources),
         site_directives=_directives(site), **shell_lines(site))
 
 
-def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
+def render_pack(*, run_id: str, tag: str, run_dir: Path, name: str, walltime: str,
                 nodes: int, tasks_per_node: int, site: SiteConfig, signal_lead: int = 0,
                 gpus_per_node: int = 0) -> str:
     """One allocation of ``nodes`` x ``tasks_per_node`` slots running the supervisor, and
@@ -80,12 +69,12 @@ def render_pack(*, run_id: str, comment: str, run_dir: Path, name: str, walltime
     header = _header("pack", "pack-%j.out",
                      [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}", *gpus,
                       *_lifecycle(signal_lead)],
-                     run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
+                     run_id=run_id, tag=tag, name=name, walltime=walltime, site=site)
     return header + PACK_BODY.substitute(python=shlex.quote(python_of(site)),
                                          run_dir=shlex.quote(str(run_dir)))
 
 
-def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltime: str,
+def render_array(*, run_id: str, tag: str, run_dir: Path, name: str, walltime: str,
                  ranks: int, cores_per_node: int, count: int, throttle: int, chunk: str,
                  site: SiteConfig, signal_lead: int = 0, gpus_per_node: int = 0) -> str:
     """``count`` tasks, each one job of ``ranks`` ranks; at most ``throttle`` at once.
@@ -99,7 +88,7 @@ def render_array(*, run_id: str, comment: str, run_dir: Path, name: str, walltim
     header = _header("array", "array-%A_%a.out",
                      [f"--array={spec}", f"--nodes={shape.nodes}", f"--ntasks={ranks}",
                       *per_rank, *_lifecycle(signal_lead)],
-                     run_id=run_id, comment=comment, name=name, walltime=walltime, site=site)
+                     run_id=run_id, tag=tag, name=name, walltime=walltime, site=site)
     return header + ARRAY_BODY.substitute(python=shlex.quote(python_of(site)),
                                           run_dir=shlex.quote(str(run_dir)),
                                           chunk=shlex.quote(chunk))

@@ -14,7 +14,9 @@ from candle.adaptive.config import OptunaConfig
 from candle.adaptive.source import OptunaSource
 from candle.adaptive.study import open_study
 from candle.plan.jobs import Job, JobTemplate
+from candle.spec.model import Resources
 from candle.state import JobState
+from candle.store.manifest import RunManifest
 from candle.store.run_store import RunStore
 
 Objective = Callable[[dict[str, Any]], dict[str, float]]
@@ -38,7 +40,10 @@ def drive(root: Path, cfg: OptunaConfig, objective: Objective, *, concurrency: i
           ) -> tuple[OptunaSource, RunStore]:
     """Run the whole budget; the objective sees each job's params plus fold and replica."""
     store = RunStore(root)
-    store.initialise("", {"name": "study", "optuna": cfg.to_record()}, None)
+    store.initialise("", RunManifest(
+        name="study", benchmark="user:model", metric=cfg.metrics[0], method="optuna",
+        base_dir=root, source=root / "sweep.yaml", optuna=cfg,
+        resources=Resources("local", 1, concurrency, "00:00:00", 1)), None)
     template = JobTemplate("user:model", {}, folds, replicas, 0)
     source = OptunaSource(store, open_study(root, cfg), cfg, template)
     rng = random.Random(seed)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from candle_benchmarks._base import get_benchmark
+from candle.benchmark import get_benchmark
 
 
 def build_model(benchmark: str, params: dict[str, Any]) -> Any:
