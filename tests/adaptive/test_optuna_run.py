@@ -157,8 +157,12 @@ def test_sigkilled_supervisor_resumes_with_the_budget_exact(tmp_path: Path) -> N
     deadline = time.time() + 120
     while time.time() < deadline:
         journal = run_dir / "optuna" / "journal.log"
-        if journal.exists() and used_budget(study_of(run_dir)) >= 3:
-            break
+        if journal.exists():
+            study = study_of(run_dir)
+            # Trials in flight too: right after a tell, the next ask may not be made yet.
+            in_flight = any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
+            if used_budget(study) >= 3 and in_flight:
+                break
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
