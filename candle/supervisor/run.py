@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import replace
@@ -79,14 +80,15 @@ def check_settings(store: RunStore, sweep: Sweep) -> list[str]:
 
 
 def _line_of(sweep: Sweep, key: str) -> int | None:
-    from candle.spec.yaml_lines import load_yaml
+    """The line of a dotted sweep key ("cv.seed"); None for a key that is not one."""
+    from candle.spec.yaml_lines import key_line
 
-    try:
-        _, lines, _ = load_yaml(sweep.source)
-    except UserError:
-        return None
     path = tuple(key.split(" ")[0].split("."))
-    return lines.line(path) if len(path) > 1 else None
+    if len(path) < 2:
+        return None
+    with contextlib.suppress(UserError):  # the file changed since it validated
+        return key_line(sweep.source, path)
+    return None
 
 
 def planned_pool(resources: Resources) -> SlotPool:
