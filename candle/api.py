@@ -6,7 +6,7 @@ each epoch, stop when asked, return test-set predictions, write files atomically
 so candle's internals can change without breaking a model.
 """
 
-from candle.benchmark import Benchmark, Param, ParamError, TrainContext
+from candle.benchmark import TRAINING_PARAMS, Benchmark, Param, ParamError, TrainContext
 from candle.job.interrupt import Interrupted
 from candle.job.interrupt import check as check_stop
 from candle.job.progress import Pruned, report, stop_requested
@@ -16,6 +16,7 @@ from candle.uq.predictions import Predictions
 
 __all__ = [
     "NOISE_PARAM",
+    "TRAINING_PARAMS",
     "Benchmark",
     "Interrupted",
     "Param",

@@ -111,6 +111,25 @@ class Benchmark:
         return fn
 
 
+# Training controls every built-in takes (and a user's Benchmark may include): they change
+# what a job computes, so they are params (searchable, part of every job id). A sweep's
+# `training:` section is the readable way to set them (candle.spec maps it onto these).
+TRAINING_PARAMS: tuple[Param, ...] = (
+    Param("early_stopping_patience", "int", 0,
+          "stop after this many epochs without improvement of early_stopping_monitor (0: off)"),
+    Param("early_stopping_min_delta", "float", 0.0,
+          "early stopping: the smallest change that counts as an improvement"),
+    Param("early_stopping_monitor", "str", "val_loss", "early stopping: the metric watched "
+          "(lower is better unless its name says accuracy/r2)"),
+    Param("reduce_lr_patience", "int", 0,
+          "ReduceLROnPlateau on val_loss: epochs without improvement before the cut (0: off)"),
+    Param("reduce_lr_factor", "float", 0.1, "ReduceLROnPlateau: the learning rate's factor"),
+    Param("reduce_lr_min_delta", "float", 1e-4, "ReduceLROnPlateau: the smallest improvement"),
+    Param("warmup_epochs", "int", 0, "ramp the (Horovod-scaled) learning rate up from "
+          "learning_rate/ranks over this many epochs (0: off)"),
+)
+
+
 # The built-ins, found by module name so that candle never imports candle_benchmarks.
 BUILTIN = {
     "nt3": "candle_benchmarks.nt3",

@@ -3,7 +3,7 @@ is candle's public API, `candle.api`; this package imports nothing else of candl
 
 from __future__ import annotations
 
-from candle.api import Param
+from candle.api import TRAINING_PARAMS, Param
 
 # The optimizer names a sweep may give, and their tf.keras.optimizers classes.
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop", "adagrad": "Adagrad",
@@ -22,6 +22,7 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("ckpt_restart_mode", "str", "auto", "resume from the job's checkpoint",
           ("auto", "off", "required")),
     Param("scale_lr_by_ranks", "bool", True, "multiply learning_rate by the Horovod size"),
+    *TRAINING_PARAMS,  # early stopping, ReduceLROnPlateau, warm-up (candle.api)
 )
 
 # The upstream NT3/TC1 Conv1D classifier's own parameters (both benchmarks share them).

@@ -159,6 +159,7 @@ class Sweep:
     source: Path
     base_dir: Path
     text: str = field(repr=False, default="")
+    job_timeout: float = 0.0  # training.job_timeout: seconds a job may run (0: no limit)
 
     @property
     def run_dir(self) -> Path:

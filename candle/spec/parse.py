@@ -33,13 +33,23 @@ from candle.spec.yaml_lines import KeyPath, load_yaml
 if TYPE_CHECKING:
     from candle.spec.site import SiteConfig
 
-TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "resources", "retries", "store")
+TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "training", "resources",
+            "retries", "store")
 SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction", "sampler",
                "pruner", "batch")
 OPTUNA_ONLY = ("sampler", "pruner", "batch")
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
 DEFAULT_MC_SAMPLES = 20
+TRAINING_KEYS = ("early_stopping", "reduce_lr", "warmup_epochs", "job_timeout")
+# training.<control>.<key> -> the benchmark parameter it sets (candle.api.TRAINING_PARAMS)
+CONTROL_PARAMS = {
+    "early_stopping": {"patience": "early_stopping_patience",
+                       "min_delta": "early_stopping_min_delta",
+                       "monitor": "early_stopping_monitor"},
+    "reduce_lr": {"patience": "reduce_lr_patience", "factor": "reduce_lr_factor",
+                  "min_delta": "reduce_lr_min_delta"},
+}
 RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes",
                  "slots_per_node", "gpus_per_node", "oversubscribe", "mode", "array_throttle",
                  "site", "signal_lead")
@@ -81,6 +91,8 @@ def load_sweep(path: str | Path) -> Sweep:
     definition = _benchmark(ctx, benchmark)
 
     params = _params(ctx, top.get("params"), definition)
+    controls, job_timeout = _training(ctx, top.get("training"), definition, params)
+    params.update(controls)
     search = _search(ctx, top.get("search"), definition)
     cv = _cv(ctx, top.get("cv"))
     uq = _uq(ctx, top.get("uq"), benchmark, params, search)
@@ -103,7 +115,7 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(
         name=name, benchmark=benchmark, params=params, search=search, cv=cv, uq=uq,
         resources=resources, retries=retries, store=store, source=file.resolve(),
-        base_dir=base_dir, text=text,
+        base_dir=base_dir, text=text, job_timeout=job_timeout,
     )
 
 
@@ -196,6 +208,74 @@ def _params(ctx: Ctx, raw: Any, definition: Benchmark | None) -> dict[str, Any]:
     if "rng_seed" in out:  # the jobs' seeds are computed from it, for user models too
         ctx.integer(out["rng_seed"], ("params", "rng_seed"), 0, MAX_SEED)
     return out
+
+
+def _training(ctx: Ctx, raw: Any, definition: Benchmark | None, params: dict[str, Any]
+              ) -> tuple[dict[str, Any], float]:
+    """The ``training:`` section: early stopping, LR reduction and warm-up become the
+    benchmark params they name (so they are part of every job id); ``job_timeout`` is the
+    supervisor's (seconds, or [D-]HH:MM:SS)."""
+    if raw is None:
+        return {}, 0.0
+    t = ctx.mapping(raw, ("training",), TRAINING_KEYS)
+    controls: dict[str, Any] = {}
+    for control, names in CONTROL_PARAMS.items():
+        if control not in t:
+            continue
+        value = t[control]
+        path: KeyPath = ("training", control)
+        if value is False:
+            value = {"patience": 0}
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = {"patience": value}  # `early_stopping: 5`: the patience
+        options = ctx.mapping(value, path, tuple(names))
+        if "patience" not in options:
+            raise ctx.fail(path, "missing 'patience' (epochs without improvement)")
+        for key, option in options.items():
+            where: KeyPath = (*path, key)
+            if key == "patience":
+                option = ctx.integer(option, where, 0)
+            elif key == "monitor":
+                option = ctx.string(option, where)
+            else:
+                option = ctx.number(option, where)
+                if option < 0 or (key == "factor" and not 0 < option < 1):
+                    bounds = "between 0 and 1 (exclusive)" if key == "factor" else ">= 0"
+                    raise ctx.fail(where, f"must be {bounds}, got {option}")
+            controls[names[key]] = option
+    if "warmup_epochs" in t:
+        controls["warmup_epochs"] = ctx.integer(t["warmup_epochs"], ("training",
+                                                                     "warmup_epochs"), 0)
+    for name, value in controls.items():
+        control = next((c for c, n in CONTROL_PARAMS.items() if name in n.values()),
+                       "warmup_epochs")
+        if name in params:
+            raise ctx.fail(("params", name), f"also set by training.{control}; keep one")
+        if definition is not None:
+            if definition.param(name) is None:
+                raise ctx.fail(("training", control),
+                               f"benchmark {definition.name} has no parameter {name!r}: add "
+                               "candle.api.TRAINING_PARAMS to its params to take training "
+                               "controls")
+            _check_param(ctx, definition, name, value, ("training", control))
+    monitor = controls.get("early_stopping_monitor")
+    if monitor is not None and definition is not None and definition.metrics \
+            and monitor not in definition.metrics:
+        raise ctx.fail(("training", "early_stopping", "monitor"),
+                       f"benchmark {definition.name} does not report {monitor!r}"
+                       f"{did_you_mean(monitor, definition.metrics)}; it reports: "
+                       f"{', '.join(definition.metrics)}")
+    timeout = 0.0
+    if "job_timeout" in t:
+        value = t["job_timeout"]
+        path = ("training", "job_timeout")
+        if isinstance(value, str) and WALLTIME_RE.match(value):
+            timeout = float(walltime_seconds(value))
+        else:
+            timeout = ctx.number(value, path)
+        if timeout <= 0:
+            raise ctx.fail(path, f"must be > 0 seconds, got {value!r}")
+    return controls, timeout
 
 
 def _search(ctx: Ctx, raw: Any, definition: Benchmark | None) -> SearchSpec:

@@ -7,7 +7,9 @@ from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS
 
 # Upstream tc1_default_model.txt names no learning rate: it compiles optimizer='sgd', i.e.
 # Keras' default SGD, whose learning rate is 0.01.
-_COMMON = tuple(replace(p, default=0.01) if p.name == "learning_rate" else p
+# Upstream's run() also adds ReduceLROnPlateau(val_loss, factor 0.1, patience 10).
+_OVERRIDES = {"learning_rate": 0.01, "reduce_lr_patience": 10}
+_COMMON = tuple(replace(p, default=_OVERRIDES[p.name]) if p.name in _OVERRIDES else p
                 for p in COMMON_PARAMS)
 
 # Defaults follow upstream Pilot1/TC1/tc1_default_model.txt.
@@ -20,8 +22,6 @@ BENCHMARK = Benchmark(
         *_COMMON,
         Param("classes", "int", 36, "number of output classes (upstream data uses 18)"),
         *CONV_CLASSIFIER_PARAMS,
-        Param("reduce_lr_patience", "int", 10,
-              "ReduceLROnPlateau(val_loss, factor 0.1) patience in epochs (0: off)"),
         Param("features", "int", 60483, "synthetic: expression features per sample"),
         Param("samples", "int", 1500, "synthetic: total samples (train + test)"),
         Param("signal_genes", "float", 0.02,
