@@ -12,6 +12,14 @@ demo: setup
 	$(BIN)/candle summary workflows/runs/nt3-grid-small
 	$(BIN)/candle status workflows/runs/nt3-grid-small
 	$(BIN)/candle report workflows/runs/nt3-grid-small --out workflows/runs/nt3-grid-small/report
+	$(BIN)/candle best workflows/runs/nt3-grid-small
+	$(BIN)/candle train --from workflows/runs/nt3-grid-small --best --replicas 3 \
+		--out workflows/runs/models/nt3-best
+	$(BIN)/candle data synth nt3 --out workflows/runs/data/nt3-small \
+		--set features=400 --set samples=800
+	$(BIN)/candle predict workflows/runs/models/nt3-best \
+		--data workflows/runs/data/nt3-small/nt_test2.csv \
+		--out workflows/runs/models/nt3-best/predictions.csv
 
 lint: setup
 	$(BIN)/ruff check candle benchmarks tests workflows scripts

@@ -6,7 +6,17 @@ each epoch, stop when asked, return test-set predictions, write files atomically
 so candle's internals can change without breaking a model.
 """
 
-from candle.benchmark import TRAINING_PARAMS, Benchmark, Param, ParamError, TrainContext
+from candle.benchmark import (
+    TRAINING_PARAMS,
+    Benchmark,
+    DataError,
+    Param,
+    ParamError,
+    PredictChunk,
+    PredictInput,
+    TrainContext,
+)
+from candle.job.controls import EarlyStopping, keras_callbacks
 from candle.job.interrupt import Interrupted
 from candle.job.interrupt import check as check_stop
 from candle.job.progress import Pruned, report, stop_requested
@@ -18,15 +28,20 @@ __all__ = [
     "NOISE_PARAM",
     "TRAINING_PARAMS",
     "Benchmark",
+    "DataError",
+    "EarlyStopping",
     "Interrupted",
     "Param",
     "ParamError",
+    "PredictChunk",
+    "PredictInput",
     "Predictions",
     "Pruned",
     "TrainContext",
     "atomic_write_json",
     "atomic_writer",
     "check_stop",
+    "keras_callbacks",
     "report",
     "stop_requested",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,9 @@ class Benchmark:
     # Raise it when a change makes the same params compute something else (a new default
     # data split, another loss): it is part of every job id, so old results are not reused.
     version: int = 1
+    # "module" or "module:function" reading new samples for `candle predict` (see
+    # PredictInput); "" when the benchmark has none.
+    predictor: str = ""
     _index: dict[str, Param] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -126,7 +129,7 @@ TRAINING_PARAMS: tuple[Param, ...] = (
     Param("reduce_lr_factor", "float", 0.1, "ReduceLROnPlateau: the learning rate's factor"),
     Param("reduce_lr_min_delta", "float", 1e-4, "ReduceLROnPlateau: the smallest improvement"),
     Param("warmup_epochs", "int", 0, "ramp the (Horovod-scaled) learning rate up from "
-          "learning_rate/ranks over this many epochs (0: off)"),
+          "learning_rate/ranks over this many epochs (0: off; no effect at 1 rank)"),
 )
 
 
@@ -178,6 +181,51 @@ def find_benchmark(spec: str, base_dir: Path) -> Benchmark | None:
         what = "nothing" if found is None else f"a {type(found).__name__}"
         raise TypeError(f"found {what}, not a candle.api.Benchmark")
     return found
+
+
+class DataError(ValueError):
+    """A data file the user gave is wrong; the message (one line) names the file and what
+    was expected. `candle predict` shows it as a user error."""
+
+
+PREDICT_FUNCTION = "open_predict_data"  # a predictor module's reader when none is named
+
+
+@dataclass
+class PredictChunk:
+    """A block of new samples, ready for the model: ``x`` (rows first, scaled as in
+    training), ``labels`` (the true targets in the model's units: class indices, or the
+    regression target; None for an unlabelled file) and ``columns`` (ids echoed into the
+    predictions, e.g. P1B3's cell line, drug and concentration; each one per row)."""
+
+    x: Any
+    labels: Any = None
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PredictInput:
+    """What a benchmark's predictor returns for a new-data file:
+    ``predictor(path, params, uq, base_dir, chunk_rows) -> PredictInput``.
+
+    ``chunks`` yields blocks of about ``chunk_rows`` rows, never the whole file; a file of
+    the wrong width or format raises DataError (at open or while streaming). ``rows`` is
+    the file's row count for progress (an estimate is fine). Regression: ``split_output``
+    turns a model's raw output into {"mean", and "sigma" or "quantiles" +
+    "quantile_levels"} for heads that predict a spread; predictions and labels are
+    multiplied by ``unit`` when written (P1B3: growth in percent) and the label column
+    is named ``target``."""
+
+    kind: str  # "classification" | "regression"
+    rows: int
+    chunks: Iterator[PredictChunk]
+    labelled: bool = False
+    classes: int = 0
+    split_output: Callable[[Any], dict[str, Any]] | None = None
+    unit: float = 1.0
+    target: str = "label"
+    expected: str = ""  # what a row must hold, for messages
+    ids: tuple[str, ...] = ()  # the id columns (PredictChunk.columns), written first
 
 
 @dataclass

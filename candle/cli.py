@@ -109,11 +109,9 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
     """Run SWEEP; running it again resumes (finished jobs are not re-run).
 
     With a cluster scheduler this submits and returns (or follows, with --wait).
-    Exit codes: 0 all done, 1 jobs failed, 2 a mistake in the input, 75 stopped early at a
-    checkpoint (walltime, SIGUSR1): the same command continues."""
-    from candle.reporting.render import RunProgress
+    Exit codes: 0 all done, 1 jobs failed (or timed out), 2 a mistake in the input, 75
+    stopped early at a checkpoint (walltime, SIGUSR1): the same command continues."""
     from candle.spec import load_sweep
-    from candle.supervisor import RunStopped, run_sweep
 
     spec = load_sweep(sweep)
     if spec.resources.scheduler != "local":
@@ -129,6 +127,14 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
                 "waits for its jobs (drop --wait)")
         raise UserError(what, file=sweep, line=key_line(sweep, ("resources", "scheduler")),
                         key="resources.scheduler")
+    sys.exit(_run_locally(spec, fail_fast))
+
+
+def _run_locally(spec: Any, fail_fast: bool) -> int:
+    """Run a local sweep with a progress bar; the exit code `candle run` documents."""
+    from candle.reporting.render import RunProgress
+    from candle.supervisor import RunStopped, run_sweep
+
     started = time.time()
     adaptive = spec.search.method == "optuna"
     progress = RunProgress(spec.name, unit="trials" if adaptive else "jobs")
@@ -143,20 +149,26 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
         sys.exit(130)
     elapsed = time.time() - started
     pruned = f"{outcome.pruned} pruned, " if adaptive else ""
+    timed_out = f"{outcome.timed_out} timed out, " if outcome.timed_out else ""
     click.echo(f"{spec.name}: {outcome.done} done, {pruned}{outcome.failed} failed, "
-               f"{outcome.skipped} already done ({elapsed:.0f} s) -> {spec.run_dir}")
+               f"{timed_out}{outcome.skipped} already done ({elapsed:.0f} s) -> "
+               f"{spec.run_dir}")
     if outcome.failed:
         click.echo(f"{outcome.failed} job(s) failed after retries; see: candle status "
                    f"{spec.run_dir}", err=True)
+    if outcome.timed_out:
+        click.echo(f"{outcome.timed_out} job(s) timed out (training.job_timeout) on every "
+                   f"try; see: candle status {spec.run_dir}", err=True)
     if outcome.left:
         why = {"fail-fast": "--fail-fast", "signal": "SIGUSR1"}.get(outcome.stopped_by,
                                                                     "the walltime")
         click.echo(f"stopped early ({why}): {outcome.interrupted} job(s) interrupted at a "
                    "checkpoint; run the same command again to continue", err=True)
-    if outcome.failed:
-        sys.exit(1)
+    if outcome.failed or outcome.timed_out:
+        return 1
     if outcome.left:
-        sys.exit(EXIT_RESUMABLE)
+        return EXIT_RESUMABLE
+    return 0
 
 
 def allocation_info(resources: Resources) -> dict[str, Any]:
@@ -259,9 +271,9 @@ def supervise(run_dir: Path) -> None:
     except RunStopped:  # SIGTERM: scancel/qdel, a preemption, PBS's walltime kill
         click.echo("stopped by SIGTERM; running jobs were stopped, results kept", err=True)
         sys.exit(143)
-    click.echo(f"{outcome.done} done, {outcome.failed} failed, {outcome.interrupted} "
-               f"interrupted, {outcome.skipped} already done")
-    sys.exit(1 if outcome.failed else 0)
+    click.echo(f"{outcome.done} done, {outcome.failed} failed, {outcome.timed_out} timed "
+               f"out, {outcome.interrupted} interrupted, {outcome.skipped} already done")
+    sys.exit(1 if outcome.failed or outcome.timed_out else 0)
 
 
 @cli.command("array-task", hidden=True)
@@ -314,6 +326,32 @@ def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None
         click.echo(f"plot: {plot}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def best(run_dir: Path, fmt: str) -> None:
+    """The best point of RUN_DIR by the sweep's metric and direction (mean over folds and
+    replicas), with its params and every metric it reported."""
+    from candle.final.best import best_point
+    from candle.store import RunStore
+
+    found = best_point(RunStore(run_dir))
+    if fmt == "json":
+        click.echo(json.dumps(found.to_dict(), indent=2))
+        return
+    click.echo(f"best point {found.point} of {run_dir} ({found.metric}, {found.direction}): "
+               f"{found.mean:.6g} ± {found.std:.2g} over {found.n} job(s)")
+    if found.note:
+        click.echo(f"note: {found.note}")
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(found.params.items()))
+    click.echo(f"params: {shown or '(the sweep fixed every parameter)'}")
+    width = max((len(name) for name in found.metrics), default=0)
+    for name, numbers in found.metrics.items():
+        click.echo(f"  {name:<{width}}  {numbers['mean']:.6g} ± {numbers['std']:.2g}")
+    click.echo(f"final model: candle train --from {run_dir} --best --replicas 3 "
+               "--out MODEL_DIR")
+
+
 def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> None:
     from candle.reporting.render import print_study_summary, study_csv
     from candle.reporting.study_summary import plot_study, summarise_study
@@ -348,17 +386,43 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
 @click.option("--summary", "show_summary", is_flag=True,
               help="print the Keras model summary and parameter count; do not train")
 @click.option("--out", type=click.Path(path_type=Path), help="job directory (checkpoints, "
-              "result.json); default: a new temporary directory")
+              "result.json); default: a new temporary directory. With --from: the model "
+              "directory (required)")
+@click.option("--from", "from_run", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="train a point of this run on all the data as a final model")
+@click.option("--best", "use_best", is_flag=True, help="with --from: its best point")
+@click.option("--point", type=click.IntRange(min=0), default=None,
+              help="with --from: this point (see `candle summary`)")
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
+              help="with --from: an ensemble of this many seeds")
 @click.option("-h", "--help", "show_help", is_flag=True, help="show this help (with a "
               "BENCHMARK: its parameters)")
 @click.pass_context
 def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
-          config: Path | None, show_summary: bool, out: Path | None, show_help: bool) -> None:
-    """Train one BENCHMARK job in the foreground (like upstream *_baseline_keras2.py)."""
+          config: Path | None, show_summary: bool, out: Path | None,
+          from_run: Path | None, use_best: bool, point: int | None, replicas: int,
+          show_help: bool) -> None:
+    """Train one BENCHMARK job in the foreground (like upstream *_baseline_keras2.py), or
+    with --from RUN_DIR (--best | --point N) a final model of that run's point on all the
+    data: one job or an ensemble of --replicas seeds, written to --out with model.json."""
     from candle.benchmark import builtin_names, get_benchmark
     from candle.params import parse_set, read_config_file, resolve
     from candle.reporting.render import print_benchmark_params
 
+    if from_run is not None or use_best or point is not None:
+        others = [name for name, given in (("BENCHMARK", benchmark), ("--set", sets),
+                                           ("--config", config),
+                                           ("--summary", show_summary)) if given]
+        if others:
+            raise UserError(f"--from trains the run's own point; drop {', '.join(others)}")
+        if from_run is None:
+            raise UserError("--best and --point choose a point of a run: add --from RUN_DIR")
+        if use_best == (point is not None):
+            raise UserError("--from needs exactly one of --best or --point N")
+        if out is None:
+            raise UserError("--from needs --out MODEL_DIR (where the final model goes)")
+        _train_final(from_run, point, replicas, out)
+        return
     if benchmark is None:
         click.echo(ctx.get_help())
         click.echo(f"\nBenchmarks: {', '.join(builtin_names())}")
@@ -429,6 +493,63 @@ def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
     for path in written:
         click.echo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
     click.echo(f"use it with: params: {{data: {out}}}")
+
+
+def _train_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> None:
+    from candle.final.train_from import plan_final, write_card
+
+    plan = plan_final(run_dir, point, replicas, out)
+    spec = plan.sweep
+    click.echo(f"final model of {run_dir} point {plan.best.point} ({plan.best.metric} "
+               f"{plan.best.mean:.6g}): {replicas} member(s) -> {spec.run_dir}")
+    if spec.resources.scheduler != "local":
+        from candle.schedulers.batch.follow import run_on_cluster
+
+        code = run_on_cluster(spec, dry_run=False, wait=True)
+    else:
+        code = _run_locally(spec, fail_fast=False)
+    if code != 0:
+        sys.exit(code)
+    card = write_card(plan, run_dir)
+    shown = ", ".join(f"{name} {numbers['mean']:.4g} ± {numbers['std']:.2g}"
+                      for name, numbers in card.metrics.items()
+                      if name in (plan.best.metric, "val_loss", "val_accuracy", "val_r2"))
+    click.echo(f"model: {spec.run_dir / 'model.json'} ({len(card.members)} member(s); "
+               f"{shown})")
+    click.echo(f"predict: candle predict {spec.run_dir} --data FILE --out predictions.csv")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--data", "data_file", type=click.Path(path_type=Path), required=True,
+              help="new samples in the benchmark's input format (NT3/TC1: the CSV with or "
+              "without the label column; P1B3: dose-response rows)")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="predictions CSV (written atomically)")
+@click.option("--point", type=int, default=None,
+              help="SOURCE is a run directory: predict with this point's fold/replica models")
+@click.option("--mc-passes", type=int, default=None,
+              help="MC-dropout passes per member (default: the run's uq.samples for "
+              "mc_dropout members, else 0)")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=64, show_default=True,
+              help="rows read and predicted at a time (bounds memory)")
+def predict(source: Path, data_file: Path, out: Path, point: int | None,
+            mc_passes: int | None, chunk_rows: int) -> None:
+    """Predict new samples with SOURCE: a model directory (model.json) or, with --point N,
+    a run directory's point (its fold/replica models as an ensemble). One row per sample:
+    prediction, ensemble spread, entropy or intervals, and the true label's score when the
+    file has labels."""
+    from candle.predict.engine import predict_file
+    from candle.predict.progress import rows_progress
+    from candle.predict.source import resolve_source
+
+    resolved = resolve_source(source, point)
+    with rows_progress("predict") as progress:
+        done = predict_file(resolved, data_file, out, mc_passes=mc_passes,
+                            chunk_rows=chunk_rows, progress=progress)
+    passes = f", {done.passes} MC-dropout passes each" if done.passes else ""
+    click.echo(f"predict: {done.rows} row(s) -> {done.out} ({done.samples_per_second:.1f} "
+               f"samples/s; {done.members} member model(s){passes})")
 
 
 def _train_foreground(benchmark: str, params: dict[str, Any], out: Path | None) -> None:

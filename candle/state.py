@@ -13,7 +13,13 @@ class JobState(StrEnum):
     PRUNED = "pruned"  # stopped early by the search's pruner: finished, not failed
     INTERRUPTED = "interrupted"  # stopped at a checkpoint (walltime, preemption): resumes
     LOST = "lost"  # marked running, but its supervisor is gone (lease expired): runs again
+    TIMEOUT = "timeout"  # killed after training.job_timeout (and its retries): like failed
 
     @property
     def terminal(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.PRUNED)
+        return self in (JobState.DONE, JobState.FAILED, JobState.PRUNED, JobState.TIMEOUT)
+
+    @property
+    def failed(self) -> bool:
+        """Ended without a result: failed, or timed out (a re-run runs both again)."""
+        return self in (JobState.FAILED, JobState.TIMEOUT)

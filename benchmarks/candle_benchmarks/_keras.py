@@ -4,6 +4,7 @@ checkpoint, and a plain history."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from candle.api import TrainContext, atomic_write_json, check_stop
+from candle.api import (
+    EarlyStopping,
+    TrainContext,
+    atomic_write_json,
+    check_stop,
+    keras_callbacks,
+)
 from candle_benchmarks._base import OPTIMIZERS
 from candle_benchmarks._horovod import Distribution, current, use, weights_digest
 from candle_benchmarks._uq import UQConfig, predict, transform_training_set
@@ -39,6 +46,17 @@ class Arrays:
     split_output: Callable[[NDArray[np.float32]], dict[str, Any]] | None = None
     fold_assignment: NDArray[np.int64] | None = None  # CV: the fold of each training sample
     training_set: dict[str, Any] | None = None  # UQ: what a Sequence benchmark did to its rows
+    # sha256 of the job's training data before UQ transforms and sharding; default: of
+    # x_train and y_train (NumPy). A Sequence benchmark computes its own.
+    data_digest: str | None = None
+
+
+def data_digest(*arrays: Any) -> str:
+    """sha256 (hex) of the arrays' bytes, in order."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 def configure_tensorflow(ctx: TrainContext) -> Any:
@@ -141,6 +159,14 @@ def fit(
                                            custom_objects=dist.custom_objects(tf))
         initial_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
+    epochs = int(params["epochs"])
+    # Early stopping decided from the whole history: a resumed job replays the restored
+    # epochs first (and trains no further if they already say stop).
+    stopper = EarlyStopping.from_params(params)
+    stopper.replay(history)
+    digest = data.data_digest
+    if digest is None and dist.rank == 0 and isinstance(data.x_train, np.ndarray):
+        digest = data_digest(data.x_train, data.y_train)
     uq = UQConfig.of(ctx.uq)
     whole = data  # rank 0 predicts on the whole test set, not its shard
     train_samples = data.train_samples
@@ -175,13 +201,14 @@ def fit(
             # every rank at the same epoch, and the next attempt resumes from this epoch.
             check_stop(epoch + 1, dist.size, dist.bcast)
 
-    epochs = int(params["epochs"])
-    # Horovod's broadcast first, its metric average before anything reads metrics; extra
-    # callbacks next, so what they add to the logs (ReduceLROnPlateau's lr) is recorded.
-    callbacks = [*dist.callbacks_before(), _LocalLogs(), *dist.metric_average(),
+    # Horovod's broadcast first, its metric average before anything reads metrics; the
+    # training controls next (warm-up, the lr log, ReduceLROnPlateau, early stopping with
+    # rank 0's decision), so what they add to the logs is recorded.
+    controls = keras_callbacks(params, size=dist.size, tracker=stopper, bcast=dist.bcast)
+    callbacks = [*dist.callbacks_before(), _LocalLogs(), *dist.metric_average(), *controls,
                  *params.get("_extra_callbacks", []), _Record()]
     started = time.perf_counter()
-    if initial_epoch < epochs:
+    if initial_epoch < epochs and not stopper.should_stop:
         model.fit(
             data.x_train, data.y_train,
             validation_data=(data.x_val, data.y_val),
@@ -199,12 +226,13 @@ def fit(
     result: dict[str, Any] = {
         "metrics": metrics,
         "history": history,
-        "epochs_run": epochs - initial_epoch,
+        "epochs_run": len(next(iter(history.values()), [])) - initial_epoch,
         "resumed_from_epoch": initial_epoch,
         "params_count": int(model.count_params()),
         "train_seconds": round(train_seconds, 3),
         "train_samples": train_samples,
         "learning_rate_used": float(tf.keras.backend.get_value(model.optimizer.learning_rate)),
+        **stopper.record(epochs),  # best_epoch, stopped_early_at
     }
     if dist.active:
         # Also the job's barrier: rank 0 reports only once every rank has finished training.
@@ -212,6 +240,9 @@ def fit(
                                 "local_metrics": dict(local_logs)})
         result["horovod"] = {"size": dist.size, "ranks": per_rank}
     if dist.rank == 0:
+        latest = ckpt.latest()  # the model as trained at the end, for `candle predict`
+        result["model_file"] = f"{ckpt.dir.name}/{latest['file']}" if latest else None
+        result["data_digest"] = digest
         if uq is not None:
             result["predictions"] = predict_test_set(model, whole, uq)
             result["uq_training_set"] = training_set

@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from candle.api import DataError
 
-class DataFileError(ValueError):
-    """A missing or malformed data file; the message names the file and the problem."""
+
+class DataFileError(DataError):
+    """A missing or malformed data file; the message names the file and the problem (a
+    ValueError; `candle predict` shows it as a user error)."""
 
 
 def read_labelled_csv(path: Path) -> tuple[NDArray[np.float32], NDArray[np.int64]]:

@@ -101,7 +101,7 @@ class OptunaSource:
         if state is JobState.PRUNED:
             live.pruned = True
             live.pending.clear()
-        elif state is JobState.FAILED and live.failure is None:
+        elif state.failed and live.failure is None:  # failed, or timed out
             live.failure = str((result or {}).get("error") or "a job failed")
             live.pending.clear()
         if live.ended:

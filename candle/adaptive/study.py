@@ -1,8 +1,9 @@
 """The run's Optuna study: create or load it, count the budget, recover from a crash.
 
 Budget rule: a trial counts once it is COMPLETE, PRUNED, or FAILED because its model
-failed (user attr ``candle_failed``). A trial left RUNNING by a supervisor that died is
-marked FAILED without that attr (so it does not count) and its params are enqueued again
+failed (user attr ``candle_failed``); a trial seeded from ``search.seed_from`` (user attr
+``candle_seeded``) never does. A trial left RUNNING by a supervisor that died is
+marked FAILED without ``candle_failed`` (so it does not count) and its params are enqueued again
 under the same key: the retry reuses the jobs it had already finished.
 """
 
@@ -17,6 +18,7 @@ from candle.adaptive.journal import open_storage
 
 KEY_ATTR = "candle_key"  # the trial whose jobs this trial runs (itself, or the one it retries)
 FAILED_ATTR = "candle_failed"  # why the model failed; such a trial counts against the budget
+SEEDED_ATTR = "candle_seeded"  # a finished trial added from search.seed_from: not counted
 
 
 def quiet_optuna(log_file: Path | None = None) -> None:
@@ -64,6 +66,8 @@ def read_study(run_dir: Path, study_name: str) -> Any:
 def counts_against_budget(trial: Any) -> bool:
     from optuna.trial import TrialState
 
+    if SEEDED_ATTR in trial.user_attrs:
+        return False  # the budget counts new trials only
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return bool(trial.state == TrialState.FAIL and FAILED_ATTR in trial.user_attrs)

@@ -15,6 +15,7 @@ from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.atomic import read_json
 from candle.store.run_store import RunStore
+from candle.store.tensorboard import record_job
 from candle.supervisor.procs import die_with_parent
 
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_verdict=adaptive is not None and adaptive.pruning, uq=settings.get("uq"),
     )
     rank, size = mpi_rank_and_size()
+    if rank == 0:  # before the result: a finished job's TensorBoard file is there with it
+        record_job(store.job_dir(job.id), job, result)
     if result["status"] not in (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED):
         print(f"rank {rank}: " + (result.get("traceback") or result["error"]), file=sys.stderr)
         if rank == 0:

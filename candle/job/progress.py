@@ -7,7 +7,7 @@ waiting in an allreduce. A pruned job ends with status ``pruned``, not ``failed`
 
 User models call ``candle.report(step, metrics)`` once per epoch; it raises
 ``candle.Pruned`` when the search wants the trial stopped (outside an adaptive search it
-does nothing).
+only keeps the epoch for the job's history).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class Pruned(Exception):
 
 class EpochReporter:
     def __init__(self, job_dir: Path, *, rank: int, size: int, wait_for_verdict: bool,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, publish: bool = True) -> None:
         self.job_dir = Path(job_dir)
+        self.publish = publish  # False: keep the history only (no report.json, no verdict)
         self.rank = rank
         self.size = size
         self.wait = wait_for_verdict
@@ -49,6 +50,8 @@ class EpochReporter:
         values = {str(k): float(v) for k, v in metrics.items()}
         for key, value in values.items():
             self.history.setdefault(key, []).append(value)
+        if not self.publish:
+            return
         prune = False
         if self.rank == 0:
             atomic_write_json(self.job_dir / "report.json",

@@ -14,7 +14,7 @@ from typing import Any
 from candle.benchmark import TrainContext, find_benchmark
 from candle.job.interrupt import Interrupted
 from candle.job.progress import EpochReporter, Pruned, use_reporter
-from candle.job.user_model import load_function, metrics_from, predictions_from
+from candle.job.user_model import extras_from, load_function, metrics_from, predictions_from
 from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.atomic import atomic_write_bytes
@@ -51,6 +51,7 @@ def train_job(
         returned = fn(call_params)
         metrics, history = metrics_from(returned)
         outcome: dict[str, Any] = {"metrics": metrics, "history": history}
+        outcome.update(extras_from(returned))  # best_epoch, stopped_early_at
         predicted = predictions_from(returned)
         if predicted is not None:
             outcome["predictions"] = predicted
@@ -109,12 +110,14 @@ def execute(
     epoch (and ``wait_for_verdict``: may prune it)."""
     rank, size = mpi_rank_and_size()
     started = time.time()
-    reporter = (EpochReporter(job_dir, rank=rank, size=size, wait_for_verdict=wait_for_verdict)
-                if report_epochs else None)
+    # Outside an adaptive search it only keeps a user model's candle.report epochs.
+    reporter = EpochReporter(job_dir, rank=rank, size=size, wait_for_verdict=wait_for_verdict,
+                             publish=report_epochs)
     use_reporter(reporter, size)
     ctx = TrainContext(job_dir=job_dir, seed=job.seed, fold=job.fold, folds=job.folds,
                        cv_seed=cv_seed, stratify=stratify, replica=job.replica,
-                       rank=rank, size=size, threads=threads, on_epoch=reporter, uq=uq)
+                       rank=rank, size=size, threads=threads,
+                       on_epoch=reporter if report_epochs else None, uq=uq)
     record: dict[str, Any] = {
         "job_id": job.id, "point": job.point, "fold": job.fold, "replica": job.replica,
         "attempt": attempt, "host": socket.gethostname(), "ranks": size,
@@ -131,22 +134,24 @@ def execute(
             raise KeyError(f"the model did not report metric {missing[0]!r}; it reported "
                            f"{', '.join(sorted(reported)) or 'nothing'}")
         record.update(outcome)
-        if reporter is not None and reporter.history and not record.get("history"):
+        if reporter.history and not record.get("history"):
             record["history"] = reporter.history  # a user model's candle.report calls
         record["status"] = JobState.DONE.value
         record["error"] = None
     except Pruned as pruned:
         record.update(status=JobState.PRUNED.value, error=None, pruned_at_step=pruned.step,
                       metrics=pruned.metrics,
-                      history=reporter.history if reporter is not None else {})
+                      history=reporter.history)
     except Interrupted as stop:  # checkpointed at this step; the next attempt resumes
         record.update(status=JobState.INTERRUPTED.value, error=None, interrupted_at_step=stop.step,
-                      metrics={}, history=reporter.history if reporter is not None else {})
+                      metrics={}, history=reporter.history)
     except Exception as exc:  # a failing model fails its job, never the sweep
         record["status"] = JobState.FAILED.value
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()[-4000:]
         record.setdefault("metrics", {})
+        if reporter.history:
+            record.setdefault("history", reporter.history)  # the epochs before it failed
     record["ended"] = time.time()
     record["duration_s"] = round(record["ended"] - started, 3)
     return record

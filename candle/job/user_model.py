@@ -19,10 +19,15 @@ def load_function(spec: str, base_dir: Path) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
+# What a user model may return besides metrics, kept in the job's result as they are
+# (candle.api.EarlyStopping.record() gives both).
+RESULT_KEYS = ("best_epoch", "stopped_early_at")
+
+
 def metrics_from(returned: Any) -> tuple[dict[str, float], dict[str, list[float]]]:
     """A dict of metrics, or a Keras History whose last epoch counts. The dict may also
-    hold ``history`` (per-epoch lists, for learning curves) and ``predictions`` (see
-    `predictions_from`)."""
+    hold ``history`` (per-epoch lists, for learning curves), ``predictions`` (see
+    `predictions_from`) and RESULT_KEYS (see `extras_from`)."""
     history = getattr(returned, "history", None)
     if isinstance(history, dict):
         series = {str(k): [float(x) for x in v] for k, v in history.items()}
@@ -33,9 +38,25 @@ def metrics_from(returned: Any) -> tuple[dict[str, float], dict[str, list[float]
             raise TypeError("a user model's 'history' must map metric names to lists")
         series = {str(k): [float(x) for x in v] for k, v in extra.items()}
         return {str(k): float(v) for k, v in returned.items()
-                if k not in ("history", "predictions")}, series
+                if k not in ("history", "predictions", *RESULT_KEYS)}, series
     raise TypeError(f"a user model must return a dict of metrics or a Keras History, "
                     f"got {type(returned).__name__}")
+
+
+def extras_from(returned: Any) -> dict[str, int | None]:
+    """``best_epoch`` and ``stopped_early_at`` a user model returned (an epoch or None)."""
+    if not isinstance(returned, dict):
+        return {}
+    out: dict[str, int | None] = {}
+    for key in RESULT_KEYS:
+        if key in returned:
+            value = returned[key]
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            if value is not None and (isinstance(value, bool) or not whole):
+                raise TypeError(f"a user model's {key!r} must be an epoch number or None, "
+                                f"got {value!r}")
+            out[key] = None if value is None else int(value)
+    return out
 
 
 def predictions_from(returned: Any) -> Predictions | None:

@@ -88,7 +88,7 @@ class RunProgress:
         )
         self.task = self.progress.add_task(name, total=None, detail="planning")
         self.counts = {"done": 0, "failed": 0, "running": 0, "retry": 0, "pruned": 0,
-                       "interrupted": 0}
+                       "interrupted": 0, "timeout": 0}
         self.started = False
 
     def __enter__(self) -> RunProgress:
@@ -107,13 +107,13 @@ class RunProgress:
     def event(self, kind: str, job: Job, result: dict[str, Any] | None) -> None:
         if kind == "started":
             self.counts["running"] += 1
-        elif kind in ("done", "failed", "retry", "pruned", "interrupted"):
+        elif kind in ("done", "failed", "retry", "pruned", "interrupted", "timeout"):
             self.counts["running"] -= 1
             self.counts[kind] += 1
-            if kind == "failed" or kind == "retry":
+            if kind in ("failed", "retry", "timeout"):
                 error = (result or {}).get("error", "")
                 self.console.print(f"[red]job {job.id} {kind}[/]: {error}")
-        if self.unit == "jobs" and kind in ("done", "failed", "skipped", "pruned"):
+        if self.unit == "jobs" and kind in ("done", "failed", "skipped", "pruned", "timeout"):
             self.progress.advance(self.task)
         self._detail()
 
@@ -132,6 +132,7 @@ class RunProgress:
         c = self.counts
         pruned = f", pruned {c['pruned']}" if c["pruned"] else ""
         pruned += f", interrupted {c['interrupted']}" if c["interrupted"] else ""
+        pruned += f", timed out {c['timeout']}" if c["timeout"] else ""
         self.progress.update(self.task, detail=f"running {c['running']}, done {c['done']}"
                                                 f"{pruned}, failed {c['failed']}, "
                                                 f"retries {c['retry']}")
@@ -150,7 +151,7 @@ def print_status(status: RunStatus) -> None:
     for line in lost_lines(status):
         console.print(line, markup=False)
     for failure in status.failures:
-        console.print(f"\n[red]failed[/] {failure.job_id} (attempt {failure.attempt}): "
+        console.print(f"\n[red]{failure.state}[/] {failure.job_id} (attempt {failure.attempt}): "
                       f"{failure.error}")
         for line in failure.log_tail:
             console.print(f"  | {line}", markup=False)

@@ -1,4 +1,5 @@
-"""`candle status`: how many jobs are in which state, and why the failed ones failed."""
+"""`candle status`: how many jobs are in which state, and why the failed (or timed-out)
+ones failed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Failure:
     error: str
     attempt: int
     log_tail: list[str]
+    state: str = JobState.FAILED.value  # failed, or timeout (killed after job_timeout)
 
 
 @dataclass
@@ -53,13 +55,14 @@ def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
             status.running.append(job)
         elif state is JobState.LOST:
             status.lost.append(job.id)
-        elif state is JobState.FAILED:
+        elif state.failed:  # failed, or timed out
             result = store.result(job.id) or {}
             status.failures.append(Failure(
                 job_id=job.id,
                 error=str(result.get("error", "unknown error")),
                 attempt=int(result.get("attempt", 0)),
                 log_tail=store.log_tail(job.id, tail_lines) if tail_lines > 0 else [],
+                state=state.value,
             ))
     return status
 

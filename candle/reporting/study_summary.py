@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from candle.adaptive.config import OptunaConfig
-from candle.adaptive.study import FAILED_ATTR, read_study, used_budget
+from candle.adaptive.study import FAILED_ATTR, SEEDED_ATTR, read_study, used_budget
 from candle.spec.model import direction_sign
 from candle.spec.samplers import search_space
 from candle.store.run_store import RunStore
@@ -68,6 +68,8 @@ def summarise_study(store: RunStore, importances: bool = True) -> StudySummary:
         if trial.state == TrialState.FAIL:
             note = str(trial.user_attrs.get(FAILED_ATTR) or
                        "its supervisor stopped; retried, not counted")
+        elif SEEDED_ATTR in trial.user_attrs:  # search.seed_from: a result from before
+            note = f"seeded from {trial.user_attrs[SEEDED_ATTR]}; not counted"
         steps = trial.intermediate_values
         rows.append(TrialRow(trial.number, state, space.decode(trial.params),
                              list(trial.values) if trial.values else None,

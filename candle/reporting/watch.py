@@ -55,7 +55,7 @@ class Snapshot:
     @property
     def finished(self) -> int:
         c = self.status.counts
-        return c.get(JobState.DONE, 0) + c.get(JobState.FAILED, 0) + c.get(JobState.PRUNED, 0)
+        return sum(c.get(s, 0) for s in JobState if s.terminal)
 
     @property
     def active(self) -> bool:

@@ -58,6 +58,10 @@ class SearchSpec:
     pruner: str = "none"
     pruner_options: dict[str, Any] = field(default_factory=dict)
     batch: int = 0  # array mode: trials asked (and submitted) together; 0 = not set
+    # A previous run directory (or, optuna only, a CSV of params + metrics) to start from:
+    # optuna adds its results as finished trials, the others reuse its identical jobs'
+    # results. Not part of any job id: it changes what runs, not what a job computes.
+    seed_from: Path | None = None
 
     @property
     def objectives(self) -> tuple[tuple[str, str], ...]:

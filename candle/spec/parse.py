@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from candle.benchmark import BUILTIN, Benchmark, ParamError, find_benchmark, names_definition
 from candle.errors import UserError
-from candle.spec.checks import Ctx, kind_of
+from candle.spec.checks import Ctx, kind_of, printable
 from candle.spec.model import (
     NOISE_KINDS,
     NOISE_PARAM,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "training", "resources",
             "retries", "store")
 SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction", "sampler",
-               "pruner", "batch")
+               "pruner", "batch", "seed_from")
 OPTUNA_ONLY = ("sampler", "pruner", "batch")
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
@@ -332,10 +332,57 @@ def _search(ctx: Ctx, raw: Any, definition: Benchmark | None) -> SearchSpec:
             space[str(name)] = _dimension(ctx, spec, path, method, definition, str(name))
     spec = SearchSpec(method=method, space=space, points=points, trials=trials, seed=seed,
                       metric=metrics[0], direction=directions[0], metrics=metrics,
-                      directions=directions)
+                      directions=directions,
+                      seed_from=_seed_from(ctx, s["seed_from"], method, metrics)
+                      if "seed_from" in s else None)
     if method == "optuna":
         spec = _optuna(ctx, s, spec)
     return spec
+
+
+def _seed_from(ctx: Ctx, raw: Any, method: str, metrics: tuple[str, ...]) -> Path:
+    """search.seed_from: a previous run directory (any method), or a CSV with a header row
+    (optuna only), resolved against the sweep file's folder. A CSV must have a column for
+    each metric; columns named like searched params are read, any others ignored."""
+    import csv
+
+    where: KeyPath = ("search", "seed_from")
+    text = ctx.string(raw, where)
+    if not text.strip() or "\0" in text:
+        raise ctx.fail(where, "expected the path of a run directory or a .csv file")
+    shown = printable(text)
+    try:
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = ctx.file.resolve().parent / path
+        shown = printable(str(path))
+        is_dir, is_file = path.is_dir(), path.is_file()
+        has_run = is_dir and (path / "run.json").is_file()
+    except (OSError, RuntimeError, ValueError) as exc:  # ~nobody, a name too long, ...
+        raise ctx.fail(where, f"cannot use {shown}: {printable(str(exc))}") from None
+    if is_dir:
+        if not has_run:
+            raise ctx.fail(where, f"{shown} is not a candle run directory (no run.json)")
+        return path
+    if not is_file:
+        raise ctx.fail(where, f"{shown} does not exist (a run directory or a .csv file)")
+    if path.suffix.lower() != ".csv":
+        raise ctx.fail(where, f"{shown} is neither a run directory nor a .csv file")
+    if method != "optuna":
+        raise ctx.fail(where, f"a CSV holds no job results to reuse; a {method} search "
+                              "takes a previous run directory (a CSV seeds optuna only)")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeError, csv.Error) as exc:
+        raise ctx.fail(where, f"cannot read {shown}: {printable(str(exc))}") from None
+    columns = [c.strip() for c in header or []]
+    for metric in metrics:
+        if metric not in columns:
+            raise ctx.fail(where, printable(
+                f"{shown} has no column {metric!r} (the sweep's metric); its header: "
+                f"{', '.join(columns) or 'none'}"))
+    return path
 
 
 def _objectives(ctx: Ctx, s: dict[str, Any], multi: bool

@@ -20,12 +20,14 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, tmp_prefix: str | None = None) -> Iterator[BinaryIO]:
     """A handle to write ``path`` through: a temp file in the same directory, fsynced and
     renamed over ``path`` when the block ends, removed if it raises. For writers that
-    stream (np.save) instead of handing over bytes."""
+    stream (np.save) instead of handing over bytes. ``tmp_prefix``: the temp file's name
+    start (default ``.<name>.``; a reader that picks files by name must not take it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix or f".{path.name}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

@@ -42,6 +42,7 @@ class RunManifest:
     uq: dict[str, Any] | None = None  # UQSpec.to_record()
     retries: int = 1
     fail_fast: bool = False  # `candle run --fail-fast`, for the allocation's supervisor
+    job_timeout: float = 0.0  # training.job_timeout: seconds an attempt may run; 0: no limit
     # JobTemplate.to_record(), kept raw: settings_changes tells its versions apart by keys
     template: dict[str, Any] | None = None
     optuna: OptunaConfig | None = None

@@ -117,7 +117,7 @@ class RunStore:
         result = self.result(job_id)
         if result is not None:
             status = str(result.get("status"))
-            ended = (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED)
+            ended = (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED, JobState.TIMEOUT)
             return JobState(status) if status in ended else JobState.FAILED
         return self._marker_state(job_id)
 

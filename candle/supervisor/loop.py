@@ -3,6 +3,11 @@ store. It knows slots and processes, not scheduler syntax. Each job is its own l
 own mpirun/srun/mpiexec), so a rank that segfaults or is OOM-killed, or a job that calls
 MPI_Abort, takes down that job only.
 
+Job timeout (``job_timeout``, the sweep's ``training.job_timeout``): an attempt that runs
+longer is killed (SIGTERM to its launcher's process group, SIGKILL a grace later) and
+ends ``timeout``; it is retried like a failure, and after its last try the job stays
+``timeout``. A drain never times a job out: what the drain stops ends ``interrupted``.
+
 Walltime: given the allocation's end (``deadline``) it starts no job that the time left
 cannot finish (estimated from finished jobs of the same size), and ``signal_lead`` seconds
 before the end — or when SIGUSR1 arrives (Slurm's ``--signal=B:USR1@lead``) — it drains:
@@ -68,6 +73,7 @@ class RunStopped(Exception):
 class Outcome:
     done: int = 0
     failed: int = 0
+    timed_out: int = 0  # killed after job_timeout on every try (not counted in failed)
     skipped: int = 0  # already done (or pruned) before this run
     pruned: int = 0
     interrupted: int = 0  # stopped by a drain; they resume next time
@@ -131,6 +137,7 @@ class _Running:
     placement: Placement
     started: float = field(default_factory=time.time)
     lingers: bool = False  # its launcher may sit out a kill timeout after the job ended
+    timed_out: float = 0.0  # when job_timeout's SIGTERM was sent (0: not timed out)
 
 
 Event = Callable[[str, Job, dict[str, Any] | None], None]
@@ -156,6 +163,7 @@ class Supervisor:
         fail_fast: bool = False,
         on_notice: Notice | None = None,
         stop_grace: float = STOP_GRACE_SECONDS,
+        job_timeout: float = 0.0,
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -175,6 +183,7 @@ class Supervisor:
         self.fail_fast = fail_fast
         self.on_notice = on_notice or (lambda message: None)
         self.stop_grace = stop_grace  # SIGTERM/SIGINT: the jobs' time to reach a checkpoint
+        self.job_timeout = job_timeout  # seconds an attempt may run (0: no limit)
         self.durations = Durations(store.root)
         self.lease = Lease(store.root)
         self._running: dict[str, _Running] = {}
@@ -249,7 +258,8 @@ class Supervisor:
     def progressed(outcome: Outcome) -> bool:
         """Whether a stopped run moved the sweep on (a job ended, or one saved a checkpoint
         it will resume from): without that, continuing would only repeat the same cut."""
-        return outcome.done + outcome.pruned + outcome.failed + outcome.checkpointed > 0
+        return (outcome.done + outcome.pruned + outcome.failed + outcome.timed_out
+                + outcome.checkpointed > 0)
 
     # -- walltime -----------------------------------------------------------------------
     def _drain_reason(self, outcome: Outcome) -> str:
@@ -259,7 +269,7 @@ class Supervisor:
             return "signal"
         if self.signal_lead and self.deadline is not None and time.time() >= self._drain_time():
             return "walltime"
-        if self.fail_fast and outcome.failed:
+        if self.fail_fast and (outcome.failed or outcome.timed_out):
             return "fail-fast"
         return "bad-metric" if self._fatal else ""
 
@@ -329,6 +339,23 @@ class Supervisor:
         for running in self._running.values():
             if (running.lingers or self._draining) and self._result_settled(running, now):
                 _signal_group(running.process, signal.SIGKILL)
+
+    def _kill_overdue(self) -> None:
+        """job_timeout: an attempt running longer gets SIGTERM (its whole process group),
+        then SIGKILL TERMINATE_GRACE_SECONDS later; _finish then ends it ``timeout``.
+        None is timed out while draining: the drain stops the jobs by its own plan."""
+        if not self.job_timeout:
+            return
+        now = time.time()
+        for running in self._running.values():
+            if running.timed_out:
+                if now >= running.timed_out + TERMINATE_GRACE_SECONDS:
+                    _signal_group(running.process, signal.SIGKILL)
+            elif not self._draining and now - running.started >= self.job_timeout:
+                running.timed_out = now
+                self.on_notice(f"job {running.job.id} ran past job_timeout "
+                               f"({self.job_timeout:g} s): killing it")
+                _signal_group(running.process, signal.SIGTERM)
 
     def _result_settled(self, running: _Running, now: float) -> bool:
         written = self.store.result_mtime(running.job.id)
@@ -445,10 +472,16 @@ class Supervisor:
             self.on_event(status, job, result)
             source.on_result(job, state, result)
             return
-        if status == JobState.INTERRUPTED or (self._draining and result is None):
+        if running.timed_out:  # whatever it wrote when killed (interrupted, failed)
+            result = {**self._crash_result(running, code, None),
+                      "status": JobState.TIMEOUT.value,
+                      "error": f"killed after job_timeout {self.job_timeout:g} s (attempt "
+                               f"{running.tries} of {self.retries + 1})"}
+            self.store.write_result(job.id, result)
+        elif status == JobState.INTERRUPTED or (self._draining and result is None):
             self._interrupted(running, code, result, retries, outcome)
             return
-        if result is None or status != JobState.FAILED:
+        elif result is None or status != JobState.FAILED:
             result = self._crash_result(running, code, result)
             self.store.write_result(job.id, result)
         self.store.clear_running(job.id)
@@ -466,6 +499,7 @@ class Supervisor:
               outcome: Outcome) -> None:
         """The reaper: free the slots of launches that have exited and settle their jobs."""
         self._reap_settled()
+        self._kill_overdue()
         source.poll([r.job for r in self._running.values()])
         for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
             running = self._running.pop(job_id)
@@ -494,10 +528,15 @@ class Supervisor:
 
     def _give_up(self, job: Job, source: JobSource, outcome: Outcome,
                  result: dict[str, Any] | None) -> None:
-        outcome.failed += 1
-        outcome.failed_ids.append(job.id)
-        self.on_event("failed", job, result)
-        source.on_result(job, JobState.FAILED, result)
+        if (result or {}).get("status") == JobState.TIMEOUT:
+            outcome.timed_out += 1
+            state = JobState.TIMEOUT
+        else:
+            outcome.failed += 1
+            outcome.failed_ids.append(job.id)
+            state = JobState.FAILED
+        self.on_event(state.value, job, result)
+        source.on_result(job, state, result)
 
     def _crash_result(self, running: _Running, code: int, old: dict[str, Any] | None
                       ) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from candle.spec.model import Resources, Sweep, walltime_seconds
 from candle.store.lease import prune_expired
 from candle.store.manifest import RunManifest
 from candle.store.run_store import RESULT, RunStore
+from candle.store.tensorboard import record_experiment
 from candle.supervisor.loop import (
     STOP_GRACE_SECONDS,
     Event,
@@ -43,7 +44,7 @@ def run_meta(sweep: Sweep) -> RunManifest:
         replicas=sweep.uq.replicas if sweep.uq else 1,
         uq=sweep.uq.to_record() if sweep.uq else None,
         base_dir=sweep.base_dir, source=sweep.source, candle_version=__version__,
-        updated=time.time(), retries=sweep.retries,
+        updated=time.time(), retries=sweep.retries, job_timeout=sweep.job_timeout,
         template=JobTemplate.of(sweep).to_record(),
         optuna=OptunaConfig.of(sweep.name, search) if search.method == "optuna" else None,
         resources=replace(resources, site=None),
@@ -145,7 +146,8 @@ def build_supervisor(store: RunStore, manifest: RunManifest, launcher: Launcher,
         ranks_per_job=resources.ranks_per_job, retries=0 if array_task else manifest.retries,
         threads_per_job=threads, on_event=on_event, env={**JOB_ENV, **mpi_env()},
         deadline=deadline, began=began, signal_lead=resources.signal_lead,
-        fail_fast=manifest.fail_fast, on_notice=on_notice, stop_grace=stop_grace)
+        fail_fast=manifest.fail_fast, on_notice=on_notice, stop_grace=stop_grace,
+        job_timeout=manifest.job_timeout)
 
 
 def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
@@ -183,6 +185,10 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
         adaptive = sweep.search.method == "optuna"
         manifest = replace(run_meta(sweep), fail_fast=fail_fast)
         total = store.initialise(sweep.text, manifest, None if adaptive else iter_jobs(sweep))
+        record_experiment(store.root, sweep)  # tb/: the HParams experiment config
+        from candle.supervisor.seed import apply_seed
+
+        apply_seed(store, sweep, on_notice)  # search.seed_from: before any job runs
         source = job_source(store, on_trial)
         if on_planned is not None:
             on_planned(sweep.search.trials if adaptive else total)

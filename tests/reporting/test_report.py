@@ -135,7 +135,7 @@ def test_grid_report_has_every_plot_and_a_self_contained_page(grid_run: RunStore
     counts = re.search(r"<h2>Jobs</h2>\s*<table>.*?<tbody><tr>(.*?)</tr>", html, re.S)
     assert counts is not None
     cells = re.findall(r">(\d+)</td>", counts[1])
-    assert cells == ["6", "0", "0", "6", "0", "0", "0", "0"]  # total, pending, running, done...
+    assert cells == ["6", "0", "0", "6", "0", "0", "0", "0", "0"]  # total, pending, running, ...
     top = re.search(r'<tr class="best"><td class="num">(\d+)</td><td>([^<]*)</td>', html)
     assert top is not None and top[2] == "act=relu, lr=0.01"
     assert "UQ calibration and spread</b>: the sweep has no uq: section" in html

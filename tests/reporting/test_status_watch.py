@@ -86,7 +86,8 @@ def test_watch_on_a_finished_run_prints_the_final_table_and_exits(tmp_path: Path
     assert progress_lines(result.out) == []  # nothing to follow: the final table only
     assert "w: 3/4 done (75%), finished" in result.out
     assert final_counts(result.out) == {"pending": 0, "running": 0, "done": 3, "failed": 1,
-                                        "pruned": 0, "interrupted": 0, "lost": 0, "total": 4}
+                                        "pruned": 0, "interrupted": 0, "lost": 0, "timeout": 0,
+                                        "total": 4}
     assert "ValueError: x=3 is cursed" in result.out
     assert f"candle status {store.root}" in result.out
 
@@ -107,7 +108,8 @@ def test_watch_ends_when_the_only_running_job_is_lost(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert final_counts(proc.stdout) == {"pending": 0, "running": 0, "done": 3, "failed": 0,
-                                         "pruned": 0, "interrupted": 0, "lost": 1, "total": 4}
+                                         "pruned": 0, "interrupted": 0, "lost": 1, "timeout": 0,
+                                         "total": 4}
     assert f"lost {job.id}" in proc.stdout
 
 
@@ -210,13 +212,14 @@ def test_watch_follows_a_live_run_to_its_end(tmp_path: Path) -> None:
     records = progress_lines(out)
     assert records[0]["done"] == 0 and any(r["running"] == 2 for r in records)
     assert records[-1] == {"pending": 0, "running": 0, "done": 8, "failed": 0, "pruned": 0,
-                           "interrupted": 0, "lost": 0}
+                           "interrupted": 0, "lost": 0, "timeout": 0}
     done = [r["done"] for r in records]
     assert done == sorted(done)  # it followed the run: done only grows
     assert len(set(done)) >= 3  # and saw it in between, not only at the start and the end
     assert "live: 8/8 done (100%), finished" in out
     assert final_counts(out) == {"pending": 0, "running": 0, "done": 8, "failed": 0,
-                                 "pruned": 0, "interrupted": 0, "lost": 0, "total": 8}
+                                 "pruned": 0, "interrupted": 0, "lost": 0, "timeout": 0,
+                                 "total": 8}
 
 
 @pytest.mark.parametrize("interval", ["0", "-1"])

@@ -78,8 +78,9 @@ def test_a_run_directory_of_the_candle_before_the_manifest_is_migrated(
     assert manifest.template == OLD_RUN_JSON["template"] and manifest.optuna is None
     assert manifest.jobs == 6 and manifest.uq_method == "ensemble"
     # written again, it is the current schema with the same keys it had, plus the schema
+    # and the keys added since (with their defaults)
     record = manifest.to_record()
-    assert record == {**OLD_RUN_JSON, "schema": SCHEMA}
+    assert record == {**OLD_RUN_JSON, "schema": SCHEMA, "job_timeout": 0.0}
 
 
 def test_an_older_run_json_missing_later_keys_gets_their_defaults(tmp_path: Path) -> None:

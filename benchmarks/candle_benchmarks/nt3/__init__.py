@@ -15,6 +15,7 @@ BENCHMARK = Benchmark(
     name="nt3",
     description="normal vs tumour (2 classes), Conv1D stack on 60,483 expression features",
     runner="candle_benchmarks.nt3.train",
+    predictor="candle_benchmarks.expression_predict:open_nt3",
     metrics=("loss", "accuracy", "val_loss", "val_accuracy", "lr", "params_count"),
     # 2: upstream's ReduceLROnPlateau (patience 10) is on by default.
     version=2,

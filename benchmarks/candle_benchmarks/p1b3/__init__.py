@@ -19,7 +19,8 @@ BENCHMARK = Benchmark(
     description="drug response: percent growth from cell expression, drug descriptors and "
                 "log concentration, MLP 1000-500-100-50",
     runner="candle_benchmarks.p1b3.train",
-    metrics=("loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2",
+    predictor="candle_benchmarks.p1b3.predict",
+    metrics=("loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2", "lr",
              "params_count"),
     params=(
         *_COMMON,

@@ -11,7 +11,13 @@ from numpy.typing import NDArray
 
 from candle.api import TrainContext
 from candle_benchmarks._horovod import current
-from candle_benchmarks._keras import Arrays, configure_tensorflow, fit, make_optimizer
+from candle_benchmarks._keras import (
+    Arrays,
+    configure_tensorflow,
+    data_digest,
+    fit,
+    make_optimizer,
+)
 from candle_benchmarks._uq import (
     NOISE_SEED,
     UQConfig,
@@ -160,6 +166,10 @@ def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
                                                     ctx.seed)
         else:
             feature_noise = noise_level(params)
+    # The job's training data before UQ and sharding: its rows and the feature tables.
+    train = dose.train_idx
+    digest = data_digest(dose.cell_idx[train], dose.drug_idx[train], dose.log_conc[train],
+                         dose.y[train], dose.cell_x, dose.drug_x) if dist.rank == 0 else None
     train_idx = dist.shard(rows, equal=True)
     val_idx = dist.shard(dose.val_idx, equal=False)
     arrays = Arrays(batches(tf, dose, train_idx, size, channel, ctx.seed, targets,
@@ -170,5 +180,6 @@ def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
                     predict_y=dose.y[dose.val_idx],
                     split_output=spread.split_output(head) if head else None,
                     fold_assignment=dose.fold_assignment,
-                    training_set=training_set_record(uq, rows, params) if uq else None)
+                    training_set=training_set_record(uq, rows, params) if uq else None,
+                    data_digest=digest)
     return fit(tf, model, arrays, params, ctx)

@@ -17,6 +17,7 @@ BENCHMARK = Benchmark(
     name="tc1",
     description="tumour type (36 classes), NT3's Conv1D stack on 60,483 expression features",
     runner="candle_benchmarks.tc1.train",
+    predictor="candle_benchmarks.expression_predict:open_tc1",
     metrics=("loss", "accuracy", "val_loss", "val_accuracy", "lr", "params_count"),
     params=(
         *_COMMON,

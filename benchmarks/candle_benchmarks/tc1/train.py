@@ -16,17 +16,9 @@ def build(params: dict[str, Any], width: int | None = None) -> Any:
 
 
 def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
-    """Upstream's run(): the conv classifier plus ReduceLROnPlateau on val_loss."""
+    """Upstream's run(): the conv classifier plus ReduceLROnPlateau on val_loss (the
+    reduce_lr_* params, patience 10 by default; `fit` adds it for every built-in)."""
     tf = configure_tensorflow(ctx)
     arrays = data.load(params, ctx.fold, ctx.folds, ctx.cv_seed, ctx.stratify)
     model = build_conv_classifier(tf, params, arrays.x_train.shape[1])
-    run_params = dict(params)  # the caller's dict stays untouched
-    patience = int(params["reduce_lr_patience"])
-    if patience > 0:
-        # upstream: ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience=10,
-        # epsilon=0.0001, cooldown=0, min_lr=0); `epsilon` is `min_delta` in tf.keras.
-        reduce_lr = tf.keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.1, patience=patience, min_delta=1e-4,
-            cooldown=0, min_lr=0.0)
-        run_params["_extra_callbacks"] = [reduce_lr, *params.get("_extra_callbacks", [])]
-    return fit(tf, model, arrays, run_params, ctx)
+    return fit(tf, model, arrays, params, ctx)

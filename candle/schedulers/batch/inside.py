@@ -100,4 +100,4 @@ def array_task(run_dir: Path, chunk_name: str) -> int:
         else:
             _say(f"job {wanted} stopped at a checkpoint; `candle run` again resumes it")
         return EXIT_RESUMABLE
-    return 1 if outcome.failed else 0
+    return 1 if outcome.failed or outcome.timed_out else 0

@@ -24,6 +24,7 @@ from candle.state import JobState
 from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
 from candle.store.manifest import RunManifest
 from candle.store.run_store import RunStore
+from candle.store.tensorboard import record_experiment
 from candle.supervisor.run import check_settings
 
 RECORDS = "submissions.json"
@@ -224,6 +225,10 @@ def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
         for notice in check_settings(store, sweep):
             (on_notice or (lambda message: None))(notice)
         store.initialise(sweep.text, run_meta, None if adaptive else iter_jobs(sweep))
+        record_experiment(store.root, sweep)  # tb/: the HParams experiment config
+        from candle.supervisor.seed import apply_seed
+
+        apply_seed(store, sweep, on_notice)  # search.seed_from: before anything is submitted
         if not adaptive:
             pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
             todo = len(pending)
@@ -287,7 +292,7 @@ def next_batch(store: RunStore) -> list[Job]:
     pending = []
     while (job := source.next_job()) is not None:
         state = store.state(job.id)
-        if state in (JobState.DONE, JobState.PRUNED, JobState.FAILED):
+        if state in (JobState.DONE, JobState.PRUNED) or state.failed:
             source.on_result(job, state, store.result(job.id))
             continue
         pending.append(job)

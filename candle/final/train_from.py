@@ -1,0 +1,222 @@
+"""`candle train --from RUN_DIR (--best | --point N) --replicas R --out MODEL_DIR`: the
+chosen point trained on all the data (no held-out fold) as one job or an ensemble of R
+seeds. It is a small sweep, written as MODEL_DIR/sweep.yaml and run by the same supervisor
+and schedulers as any other, so on a cluster it is submitted like one. When its jobs are
+done, MODEL_DIR gets the members' models (members/replica-K.keras, hard links to the final
+checkpoints) and model.json, the card that says what the model is and where it came from."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from candle import __version__
+from candle.benchmark import find_benchmark
+from candle.errors import UserError
+from candle.final.best import BestPoint, best_point
+from candle.reporting.cv import mean_std
+from candle.spec.model import NOISE_PARAM, Sweep
+from candle.state import JobState
+from candle.store.atomic import atomic_write_text
+from candle.store.model_card import CardMember, ModelCard
+from candle.store.run_store import RunStore
+
+SWEEP_FILE = "sweep.yaml"
+MEMBERS_DIR = "members"
+
+
+@dataclass(frozen=True)
+class FinalPlan:
+    sweep: Sweep
+    best: BestPoint
+    params: dict[str, Any]  # the point's full job params (the sweep's fixed params + point)
+    uq: dict[str, Any] | None
+
+
+def plan_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> FinalPlan:
+    """The final model's sweep, written to OUT/sweep.yaml and validated like any sweep."""
+    store = RunStore(run_dir).require()
+    manifest = store.manifest()
+    chosen = best_point(store, point)
+    job = next(j for j in store.jobs() if j.point == chosen.point)
+    params = {k: v for k, v in job.params.items() if k != NOISE_PARAM}
+    out = out.resolve()
+    _check_out(out, run_dir.resolve(), chosen.point)
+    original = _original_sweep(store)
+    uq = _final_uq(manifest.uq, job.params, replicas)
+    sweep_record: dict[str, Any] = {
+        "name": out.name,
+        "benchmark": manifest.benchmark,
+        "params": params,
+        "search": {"method": "list", "points": [{}], "metric": manifest.metric,
+                   "direction": manifest.direction},
+        "resources": _resources(original, manifest.site_file),
+        "retries": manifest.retries,
+        "store": str(out.parent),
+    }
+    if uq is not None:
+        sweep_record["uq"] = uq
+    timeout = (original.get("training") or {}).get("job_timeout")
+    if timeout is not None:
+        sweep_record["training"] = {"job_timeout": timeout}
+    header = (f"# The final model of {run_dir.resolve()} point {chosen.point} "
+              f"({chosen.metric} {chosen.mean:.6g} ± {chosen.std:.2g} over {chosen.n} "
+              f"job(s)), written by `candle train --from`.\n")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SWEEP_FILE
+    atomic_write_text(path, header + yaml.safe_dump(sweep_record, sort_keys=False,
+                                                    default_flow_style=None))
+    from candle.spec import load_sweep
+
+    with _importable(manifest.base_dir):
+        sweep = load_sweep(path)
+    # The benchmark's module and relative paths resolve where the original sweep lived.
+    return FinalPlan(replace(sweep, base_dir=manifest.base_dir), chosen, params, uq)
+
+
+def _check_out(out: Path, run_dir: Path, point: int) -> None:
+    """OUT is new, empty, or this same final model (a re-run resumes it)."""
+    if out == run_dir or run_dir in out.parents:
+        raise UserError("--out must be outside the run directory", file=out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError("--out exists and is not a directory", file=out)
+    sweep_file = out / SWEEP_FILE
+    if sweep_file.is_file():
+        first = sweep_file.read_text().splitlines()[:1]
+        if first and first[0].startswith(f"# The final model of {run_dir} point {point} "):
+            return
+        raise UserError("--out holds another final model (see its sweep.yaml); choose "
+                        "another directory", file=out)
+    if any(out.iterdir()):
+        raise UserError("--out exists and is not empty; choose a new directory", file=out)
+
+
+def _original_sweep(store: RunStore) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load((store.root / "sweep.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _resources(original: dict[str, Any], site_file: Path | None) -> dict[str, Any]:
+    """The run's resources as its sweep gave them; a named site becomes its file, since
+    the final sweep lives elsewhere."""
+    resources = dict(original.get("resources") or {})
+    if site_file is not None:
+        resources["site"] = str(site_file)
+    return resources
+
+
+def _final_uq(uq: dict[str, Any] | None, job_params: dict[str, Any], replicas: int
+              ) -> dict[str, Any] | None:
+    """R seeds (uq.method ensemble). Kept from the run: a predicted-spread head (loss), MC
+    dropout (its passes), and a noise level the point was trained with. A bootstrap run's
+    final members train on all the data (seeds only)."""
+    method = str((uq or {}).get("method", "ensemble"))
+    record: dict[str, Any] = {"replicas": replicas, "method": "ensemble"}
+    if method == "mc_dropout":
+        record.update(method="mc_dropout", samples=int((uq or {}).get("samples") or 20))
+    level = job_params.get(NOISE_PARAM)
+    if method == "noise" and level:
+        record.update(method="noise", noise_levels=[level],
+                      noise=str((uq or {}).get("noise") or "features"))
+    if (uq or {}).get("loss"):
+        record["loss"] = (uq or {})["loss"]
+    if replicas == 1 and record["method"] == "ensemble" and "loss" not in record:
+        return None
+    return record
+
+
+@contextlib.contextmanager
+def _importable(base_dir: Path) -> Iterator[None]:
+    """A user's benchmark module imports from the original sweep's folder."""
+    sys.path.insert(0, str(base_dir))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(base_dir))
+
+
+def write_card(plan: FinalPlan, source_run: Path) -> ModelCard:
+    """Once the final sweep's jobs are done: link the members' models into OUT/members and
+    write OUT/model.json. UserError when a member is missing or failed."""
+    sweep = plan.sweep
+    store = RunStore(sweep.run_dir).require()
+    members: list[CardMember] = []
+    values: dict[str, list[float]] = {}
+    digests: set[str] = set()
+    problems = []
+    (store.root / MEMBERS_DIR).mkdir(exist_ok=True)
+    for job in store.jobs():
+        result = store.result(job.id)
+        if result is None or result.get("status") != JobState.DONE:
+            state = result.get("status") if result else "not finished"
+            problems.append(f"job {job.id} (replica {job.replica}) is {state}")
+            continue
+        model = _link_member(store, job.id, job.replica, result)
+        metrics = {k: float(v) for k, v in (result.get("metrics") or {}).items()
+                   if isinstance(v, int | float)}
+        for name, value in metrics.items():
+            values.setdefault(name, []).append(value)
+        digest = result.get("data_digest")
+        if digest:
+            digests.add(str(digest))
+        members.append(CardMember(job.id, job.replica, job.seed, model, metrics,
+                                  result.get("best_epoch"), digest))
+    if problems:
+        raise UserError(f"{len(problems)} member(s) did not finish ({problems[0]}); "
+                        "see `candle status`, then run the same command again",
+                        file=store.root)
+    summary = {}
+    for name, vals in sorted(values.items()):
+        mean, std = mean_std(vals)
+        summary[name] = {"mean": mean, "std": std, "n": float(len(vals))}
+    definition = find_benchmark(sweep.benchmark, sweep.base_dir)
+    defaults = definition.defaults() if definition is not None else {}
+    best = plan.best
+    card = ModelCard(
+        benchmark=sweep.benchmark, params={**defaults, **plan.params},
+        members=tuple(sorted(members, key=lambda m: m.replica)), metrics=summary,
+        source={"run": str(source_run.resolve()), "point": best.point,
+                "metric": best.metric, "direction": best.direction, "value": best.mean,
+                "std": best.std, "jobs": best.n, "params": best.params},
+        base_dir=str(sweep.base_dir),
+        benchmark_version=definition.version if definition is not None else 0,
+        uq=plan.uq, data_digest=digests.pop() if len(digests) == 1 else None,
+        candle_version=__version__, created=time.time())
+    card.write(store.root)
+    return card
+
+
+def _link_member(store: RunStore, job_id: str, replica: int, result: dict[str, Any]) -> str:
+    """members/replica-K.keras: a hard link to the job's final model (a copy where the
+    filesystem has no links), so MODEL_DIR reads as a model, not as a run."""
+    model_file = result.get("model_file")
+    if not model_file:
+        raise UserError(f"job {job_id} saved no model file: a user model's training "
+                        "function keeps its own models (its job directory: "
+                        f"{store.job_dir(job_id)})", file=store.root)
+    source = store.job_dir(job_id) / str(model_file)
+    name = f"{MEMBERS_DIR}/replica-{replica}.keras"
+    target = store.root / name
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return name
