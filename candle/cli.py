@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from candle.errors import UserError
+from candle.predict import CHUNK_ROWS
 from candle.schedulers._command import SchedulerError
-from candle.spec.model import Resources
+from candle.spec.model import Resources, Sweep
 from candle.supervisor.loop import EXIT_RESUMABLE
 
 EXIT_ENVIRONMENT = 1  # the machine refused (disk full, read-only): the user's input was fine
@@ -130,7 +131,7 @@ def run(sweep: Path, dry_run: bool, wait: bool, fail_fast: bool) -> None:
     sys.exit(_run_locally(spec, fail_fast))
 
 
-def _run_locally(spec: Any, fail_fast: bool) -> int:
+def _run_locally(spec: Sweep, fail_fast: bool) -> int:
     """Run a local sweep with a progress bar; the exit code `candle run` documents."""
     from candle.reporting.render import RunProgress
     from candle.supervisor import RunStopped, run_sweep
@@ -492,7 +493,7 @@ def data_synth(benchmark: str, out: Path, sets: tuple[str, ...]) -> None:
         raise UserError(f"cannot write: {exc.strerror or exc}", file=out) from None
     for path in written:
         click.echo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
-    click.echo(f"use it with: params: {{data: {out}}}")
+    click.echo(f"use it with: params: {{data: {out.resolve()}}}")
 
 
 def _train_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> None:
@@ -531,7 +532,7 @@ def _train_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> 
 @click.option("--mc-passes", type=int, default=None,
               help="MC-dropout passes per member (default: the run's uq.samples for "
               "mc_dropout members, else 0)")
-@click.option("--chunk-rows", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=CHUNK_ROWS, show_default=True,
               help="rows read and predicted at a time (bounds memory)")
 def predict(source: Path, data_file: Path, out: Path, point: int | None,
             mc_passes: int | None, chunk_rows: int) -> None:

@@ -202,9 +202,11 @@ def fit(
             check_stop(epoch + 1, dist.size, dist.bcast)
 
     # Horovod's broadcast first, its metric average before anything reads metrics; the
-    # training controls next (warm-up, the lr log, ReduceLROnPlateau, early stopping with
-    # rank 0's decision), so what they add to the logs is recorded.
-    controls = keras_callbacks(params, size=dist.size, tracker=stopper, bcast=dist.bcast)
+    # training controls next (warm-up, the lr log, ReduceLROnPlateau and early stopping,
+    # both replaying the restored history, with rank 0's decisions), so what they add to
+    # the logs is recorded.
+    controls = keras_callbacks(params, size=dist.size, history=history, tracker=stopper,
+                               bcast=dist.bcast)
     callbacks = [*dist.callbacks_before(), _LocalLogs(), *dist.metric_average(), *controls,
                  *params.get("_extra_callbacks", []), _Record()]
     started = time.perf_counter()

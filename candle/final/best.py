@@ -32,6 +32,15 @@ class BestPoint:
         return asdict(self)
 
 
+def metric_stats(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """{metric: {mean, std, n}} over the jobs (or members) that reported it."""
+    stats: dict[str, dict[str, float]] = {}
+    for name, reported in sorted(values.items()):
+        mean, std = mean_std(reported)
+        stats[name] = {"mean": mean, "std": std, "n": len(reported)}
+    return stats
+
+
 def best_point(store: RunStore, point: int | None = None) -> BestPoint:
     """The best point (or point ``point``) with its numbers; UserError when there is none."""
     store.require()
@@ -60,15 +69,26 @@ def best_point(store: RunStore, point: int | None = None) -> BestPoint:
         for name, value in (result.get("metrics") or {}).items():
             if isinstance(value, int | float) and math.isfinite(value):
                 per_metric[name].append(float(value))
-    metrics = {}
-    for name, values in sorted(per_metric.items()):
-        mean, std = mean_std(values)
-        metrics[name] = {"mean": mean, "std": std, "n": float(len(values))}
-    note = ""
+    metrics = metric_stats(per_metric)
+    notes = []
     if len(manifest.metrics) > 1:
-        note = (f"a multi-objective search: best by its first objective ({manifest.metric}); "
-                "`candle summary` shows the Pareto front")
+        notes.append(f"a multi-objective search: best by its first objective "
+                     f"({manifest.metric}); `candle summary` shows the Pareto front")
+    if manifest.optuna is not None and point is None:
+        notes.extend(_seeded_best(store))
+    note = "; ".join(notes)
     assert chosen.mean is not None
     return BestPoint(str(store.root), chosen.point, dict(chosen.params), summary.metric,
                      summary.direction, chosen.mean, chosen.std or 0.0, chosen.n, metrics,
                      note)
+
+
+def _seeded_best(store: RunStore) -> list[str]:
+    """A study seeded from earlier results (search.seed_from) may rank a seeded trial best:
+    it has no jobs (no models) here, so `candle best` names the best point trained here."""
+    from candle.reporting.study_summary import summarise_study
+
+    study = summarise_study(store, importances=False)
+    return [f"the study's best trial {row.number} was {row.note.split(';')[0]} and has no "
+            "jobs here; this is the best point trained in this run"
+            for row in study.best if row.note.startswith("seeded")]

@@ -8,8 +8,6 @@ checkpoints) and model.json, the card that says what the model is and where it c
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -22,11 +20,10 @@ import yaml
 from candle import __version__
 from candle.benchmark import find_benchmark
 from candle.errors import UserError
-from candle.final.best import BestPoint, best_point
-from candle.reporting.cv import mean_std
+from candle.final.best import BestPoint, best_point, metric_stats
 from candle.spec.model import NOISE_PARAM, Sweep
 from candle.state import JobState
-from candle.store.atomic import atomic_write_text
+from candle.store.atomic import atomic_write_text, link_or_copy
 from candle.store.model_card import CardMember, ModelCard
 from candle.store.run_store import RunStore
 
@@ -65,22 +62,34 @@ def plan_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> Fi
     }
     if uq is not None:
         sweep_record["uq"] = uq
-    timeout = (original.get("training") or {}).get("job_timeout")
-    if timeout is not None:
-        sweep_record["training"] = {"job_timeout": timeout}
+    if manifest.job_timeout:
+        sweep_record["training"] = {"job_timeout": manifest.job_timeout}
     header = (f"# The final model of {run_dir.resolve()} point {chosen.point} "
               f"({chosen.metric} {chosen.mean:.6g} ± {chosen.std:.2g} over {chosen.n} "
               f"job(s)), written by `candle train --from`.\n")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / SWEEP_FILE
-    atomic_write_text(path, header + yaml.safe_dump(sweep_record, sort_keys=False,
-                                                    default_flow_style=None))
-    from candle.spec import load_sweep
-
-    with _importable(manifest.base_dir):
-        sweep = load_sweep(path)
+    text = header + yaml.safe_dump(sweep_record, sort_keys=False, default_flow_style=None)
+    sweep = _validated(text, out, manifest.base_dir)
     # The benchmark's module and relative paths resolve where the original sweep lived.
     return FinalPlan(replace(sweep, base_dir=manifest.base_dir), chosen, params, uq)
+
+
+def _validated(text: str, out: Path, base_dir: Path) -> Sweep:
+    """Validate the final sweep before OUT exists (a refusal leaves nothing behind), then
+    write it as OUT/sweep.yaml."""
+    from candle.spec import load_sweep
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trial = out.parent / f".{out.name}.sweep.yaml.tmp"
+    try:
+        atomic_write_text(trial, text)
+        with _importable(base_dir):
+            sweep = load_sweep(trial)
+    finally:
+        trial.unlink(missing_ok=True)
+    out.mkdir(exist_ok=True)
+    path = out / SWEEP_FILE
+    atomic_write_text(path, text)
+    return replace(sweep, source=path.resolve())
 
 
 def _check_out(out: Path, run_dir: Path, point: int) -> None:
@@ -159,13 +168,19 @@ def write_card(plan: FinalPlan, source_run: Path) -> ModelCard:
     values: dict[str, list[float]] = {}
     digests: set[str] = set()
     problems = []
-    (store.root / MEMBERS_DIR).mkdir(exist_ok=True)
+    finished = []
     for job in store.jobs():
         result = store.result(job.id)
         if result is None or result.get("status") != JobState.DONE:
             state = result.get("status") if result else "not finished"
             problems.append(f"job {job.id} (replica {job.replica}) is {state}")
-            continue
+        finished.append((job, result or {}))
+    if problems:
+        raise UserError(f"{len(problems)} member(s) did not finish ({problems[0]}); "
+                        "see `candle status`, then run the same command again",
+                        file=store.root)
+    (store.root / MEMBERS_DIR).mkdir(exist_ok=True)
+    for job, result in finished:
         model = _link_member(store, job.id, job.replica, result)
         metrics = {k: float(v) for k, v in (result.get("metrics") or {}).items()
                    if isinstance(v, int | float)}
@@ -176,20 +191,16 @@ def write_card(plan: FinalPlan, source_run: Path) -> ModelCard:
             digests.add(str(digest))
         members.append(CardMember(job.id, job.replica, job.seed, model, metrics,
                                   result.get("best_epoch"), digest))
-    if problems:
-        raise UserError(f"{len(problems)} member(s) did not finish ({problems[0]}); "
-                        "see `candle status`, then run the same command again",
-                        file=store.root)
-    summary = {}
-    for name, vals in sorted(values.items()):
-        mean, std = mean_std(vals)
-        summary[name] = {"mean": mean, "std": std, "n": float(len(vals))}
+    linked = {m.model for m in members}
+    for stale in (store.root / MEMBERS_DIR).glob("*.keras"):  # an earlier, larger ensemble
+        if f"{MEMBERS_DIR}/{stale.name}" not in linked:
+            stale.unlink()
     definition = find_benchmark(sweep.benchmark, sweep.base_dir)
     defaults = definition.defaults() if definition is not None else {}
     best = plan.best
     card = ModelCard(
         benchmark=sweep.benchmark, params={**defaults, **plan.params},
-        members=tuple(sorted(members, key=lambda m: m.replica)), metrics=summary,
+        members=tuple(sorted(members, key=lambda m: m.replica)), metrics=metric_stats(values),
         source={"run": str(source_run.resolve()), "point": best.point,
                 "metric": best.metric, "direction": best.direction, "value": best.mean,
                 "std": best.std, "jobs": best.n, "params": best.params},
@@ -211,12 +222,5 @@ def _link_member(store: RunStore, job_id: str, replica: int, result: dict[str, A
                         f"{store.job_dir(job_id)})", file=store.root)
     source = store.job_dir(job_id) / str(model_file)
     name = f"{MEMBERS_DIR}/replica-{replica}.keras"
-    target = store.root / name
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    link_or_copy(source, store.root / name)
     return name

@@ -1,9 +1,9 @@
 """Training controls: early stopping, ReduceLROnPlateau and learning-rate warm-up.
 
-One implementation for the built-in benchmarks and for users' models. `EarlyStopping`
-decides from the whole history (so a job resumed from a checkpoint takes the decision it
-would have taken without the interruption); `keras_callbacks` gives the Keras callbacks the
-built-ins train with. TensorFlow is imported only by `keras_callbacks`.
+One implementation for the built-in benchmarks and for users' models. `EarlyStopping` and
+`ReduceLROnPlateau` decide from the whole history (so a job resumed from a checkpoint takes
+the decisions it would have taken without the interruption); `keras_callbacks` gives the
+Keras callbacks the built-ins train with. TensorFlow is imported only by `keras_callbacks`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class EarlyStopping:
     best: float | None = None
     best_epoch: int | None = None
     stopped_epoch: int | None = None
-    last_epoch: int = 0
     _higher: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,7 +84,6 @@ class EarlyStopping:
             raise KeyError(f"early stopping monitors {self.monitor!r}, but the epoch's "
                            f"metrics are: {', '.join(sorted(metrics)) or 'none'}")
         value = float(metrics[self.monitor])
-        self.last_epoch = epoch
         if self.improves(value):
             self.best, self.best_epoch = value, epoch
         if (self.stopped_epoch is None and self.enabled and self.best_epoch is not None
@@ -109,6 +107,58 @@ class EarlyStopping:
         stopped = self.stopped_epoch if self.stopped_epoch is not None \
             and self.stopped_epoch < epochs else None
         return {"best_epoch": self.best_epoch, "stopped_early_at": stopped}
+
+
+@dataclass
+class ReduceLROnPlateau:
+    """Framework-free ReduceLROnPlateau with Keras' semantics (monitor val_loss, mode min,
+    cooldown 0): an epoch improves iff its value < best - ``min_delta``; otherwise ``wait``
+    grows, and at ``patience`` (with the rate above ``min_lr``) the rate becomes
+    max(rate × ``factor``, ``min_lr``) and ``wait`` restarts. Unlike Keras' callback, whose
+    counter and best start afresh at every ``fit``, ``replay`` rebuilds them from a restored
+    history, so a resumed job cuts the rate at the epochs it would have without the stop.
+    """
+
+    patience: int
+    factor: float = 0.1
+    min_delta: float = 1e-4
+    min_lr: float = 0.0
+    monitor: str = "val_loss"
+    best: float = math.inf
+    wait: int = 0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ReduceLROnPlateau:
+        """From ``reduce_lr_patience/factor/min_delta`` (their defaults where absent)."""
+        return cls(patience=int(_param(params, "reduce_lr_patience")),
+                   factor=float(_param(params, "reduce_lr_factor")),
+                   min_delta=float(_param(params, "reduce_lr_min_delta")))
+
+    @property
+    def enabled(self) -> bool:
+        return self.patience > 0
+
+    def update(self, metrics: Mapping[str, float], lr: float) -> float | None:
+        """Record one epoch trained at rate ``lr``; the new rate if it is cut now, else
+        None. An epoch without the monitor is skipped (as Keras does, with a warning)."""
+        if not self.enabled or self.monitor not in metrics:
+            return None
+        value = float(metrics[self.monitor])
+        if value < self.best - self.min_delta:  # NaN: False, counts as no improvement
+            self.best, self.wait = value, 0
+            return None
+        self.wait += 1
+        if self.wait >= self.patience and lr > self.min_lr:
+            self.wait = 0
+            return max(lr * self.factor, self.min_lr)
+        return None
+
+    def replay(self, history: Mapping[str, Sequence[float]]) -> None:
+        """Feed a restored per-epoch history (its ``lr`` the rate each epoch trained at;
+        the current rate itself comes back with the optimizer from the checkpoint)."""
+        rates = history.get("lr", [])
+        for i, value in enumerate(history.get(self.monitor, [])):
+            self.update({self.monitor: value}, float(rates[i]) if i < len(rates) else math.inf)
 
 
 def warmup_learning_rate(target: float, size: int, warmup_epochs: int, epoch: float) -> float:
@@ -138,14 +188,16 @@ def keras_callbacks(
     tracker: EarlyStopping | None = None,
     bcast: Callable[[Any], Any] | None = None,
     learning_rate: float | None = None,
+    plateau: ReduceLROnPlateau | None = None,
 ) -> list[Any]:
     """The Keras callbacks the built-ins train with, from ``params`` (TRAINING_PARAMS):
 
     warm-up (ranks > 1 and warmup_epochs > 0), an ``lr`` entry in every epoch's logs,
-    ReduceLROnPlateau on val_loss (reduce_lr_patience > 0) and early stopping (decided by
-    ``tracker``, or a new `EarlyStopping.from_params`; ``history``: a restored history to
-    replay first). ``size``: the number of ranks (default ``params["size"]`` or 1);
-    ``bcast``: rank 0's decision to every rank (e.g. Horovod's or mpi4py's broadcast);
+    ReduceLROnPlateau on val_loss (reduce_lr_patience > 0; decided by ``plateau``, or a new
+    `ReduceLROnPlateau.from_params` that replays ``history``) and early stopping (decided
+    by ``tracker``, or a new `EarlyStopping.from_params`; ``history``: a restored history
+    to replay first). ``size``: the number of ranks (default ``params["size"]`` or 1);
+    ``bcast``: rank 0's decisions to every rank (e.g. Horovod's or mpi4py's broadcast);
     ``learning_rate``: the warm-up's target (default learning_rate × ranks, see
     `warmup_target`). Put them after Horovod's MetricAverageCallback.
     """
@@ -192,14 +244,28 @@ def keras_callbacks(
                 logs["lr"] = float(backend.get_value(self.model.optimizer.learning_rate))
 
     callbacks.append(LogLearningRate())
-    patience = int(_param(params, "reduce_lr_patience"))
-    if patience > 0:
-        # upstream NT3/TC1: ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience=10,
-        # epsilon=0.0001, cooldown=0, min_lr=0); `epsilon` is `min_delta` in tf.keras.
-        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=float(_param(params, "reduce_lr_factor")),
-            patience=patience, min_delta=float(_param(params, "reduce_lr_min_delta")),
-            cooldown=0, min_lr=0.0))
+    # upstream NT3/TC1: ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience=10,
+    # epsilon=0.0001, cooldown=0, min_lr=0), decided here from the whole history.
+    reducer = plateau
+    if reducer is None:
+        reducer = ReduceLROnPlateau.from_params(params)
+        reducer.replay(history or {})
+    if reducer.enabled:
+        cutter = reducer
+
+        class ReduceLR(tf.keras.callbacks.Callback):  # type: ignore[misc]
+            """Cuts the rate at the epoch's end (from the averaged metrics under Horovod);
+            rank 0's decision, and its tracker's state, on every rank."""
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                rate = self.model.optimizer.learning_rate
+                new = cutter.update(dict(logs or {}), float(backend.get_value(rate)))
+                if bcast is not None:
+                    new, cutter.best, cutter.wait = bcast((new, cutter.best, cutter.wait))
+                if new is not None:
+                    backend.set_value(rate, new)
+
+        callbacks.append(ReduceLR())
 
     class Stop(tf.keras.callbacks.Callback):  # type: ignore[misc]
         """Early stopping from the whole history (with patience 0 it only keeps the best

@@ -25,11 +25,11 @@ from candle.benchmark import (
     load_attribute,
 )
 from candle.errors import UserError
+from candle.predict import CHUNK_ROWS
 from candle.predict.output import Layout, classify, format_rows, regress
 from candle.predict.source import PredictSource
 from candle.store.atomic import atomic_writer
 
-CHUNK_ROWS = 64  # full-width NT3: ~250 MiB of text, fields and floats per chunk
 BATCH = 32  # rows per forward call: a full-width NT3 conv layer holds ~4 MB per row
 MC_SEED = 0  # dropout masks are repeatable run to run
 

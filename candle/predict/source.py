@@ -22,7 +22,6 @@ class Member:
     job_id: str
     seed: int
     replica: int
-    fold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def _from_run(run_dir: Path, point: int) -> PredictSource:
             raise UserError(f"job {job.id} of point {point} saved no model file (a user "
                             "model's training function keeps its own models)", file=run_dir)
         members.append(Member(store.job_dir(job.id) / str(model_file), job.id, job.seed,
-                              job.replica, job.fold))
+                              job.replica))
     if not members:
         raise UserError(f"point {point} has no finished job to predict with", file=run_dir)
     _check_files(tuple(members), run_dir)

@@ -41,6 +41,7 @@ OPTUNA_ONLY = ("sampler", "pruner", "batch")
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
 DEFAULT_MC_SAMPLES = 20
+DATA_PARAM = "data"  # the built-ins' dataset: "synthetic" or a directory
 TRAINING_KEYS = ("early_stopping", "reduce_lr", "warmup_epochs", "job_timeout")
 # training.<control>.<key> -> the benchmark parameter it sets (candle.api.TRAINING_PARAMS)
 CONTROL_PARAMS = {
@@ -167,9 +168,15 @@ def _check_param(
     if param is None:
         raise _unknown_param(ctx, definition, name, path)
     try:
-        return param.coerce(value)
+        coerced = param.coerce(value)
     except ParamError as exc:
         raise ctx.fail(path, f"{exc}") from None
+    if name == DATA_PARAM and isinstance(coerced, str) and coerced != "synthetic":
+        # A data directory is relative to the sweep file, like `store`, and absolute in
+        # the job's params: jobs run from wherever `candle run` (or the batch script)
+        # started, and the job id then names the data it read.
+        coerced = str((ctx.file.resolve().parent / Path(coerced).expanduser()).resolve())
+    return coerced
 
 
 def _unknown_param(ctx: Ctx, definition: Benchmark, name: str, path: KeyPath) -> UserError:
@@ -219,6 +226,7 @@ def _training(ctx: Ctx, raw: Any, definition: Benchmark | None, params: dict[str
         return {}, 0.0
     t = ctx.mapping(raw, ("training",), TRAINING_KEYS)
     controls: dict[str, Any] = {}
+    where_set: dict[str, KeyPath] = {}  # param -> the training key that set it
     for control, names in CONTROL_PARAMS.items():
         if control not in t:
             continue
@@ -243,21 +251,22 @@ def _training(ctx: Ctx, raw: Any, definition: Benchmark | None, params: dict[str
                     bounds = "between 0 and 1 (exclusive)" if key == "factor" else ">= 0"
                     raise ctx.fail(where, f"must be {bounds}, got {option}")
             controls[names[key]] = option
+            where_set[names[key]] = path
     if "warmup_epochs" in t:
-        controls["warmup_epochs"] = ctx.integer(t["warmup_epochs"], ("training",
-                                                                     "warmup_epochs"), 0)
+        path = ("training", "warmup_epochs")
+        controls["warmup_epochs"] = ctx.integer(t["warmup_epochs"], path, 0)
+        where_set["warmup_epochs"] = path
     for name, value in controls.items():
-        control = next((c for c, n in CONTROL_PARAMS.items() if name in n.values()),
-                       "warmup_epochs")
+        path = where_set[name]
         if name in params:
-            raise ctx.fail(("params", name), f"also set by training.{control}; keep one")
+            raise ctx.fail(("params", name), f"also set by {'.'.join(map(str, path))}; "
+                                             "keep one")
         if definition is not None:
             if definition.param(name) is None:
-                raise ctx.fail(("training", control),
-                               f"benchmark {definition.name} has no parameter {name!r}: add "
-                               "candle.api.TRAINING_PARAMS to its params to take training "
-                               "controls")
-            _check_param(ctx, definition, name, value, ("training", control))
+                raise ctx.fail(path, f"benchmark {definition.name} has no parameter "
+                                     f"{name!r}: add candle.api.TRAINING_PARAMS to its params "
+                                     "to take training controls")
+            _check_param(ctx, definition, name, value, path)
     monitor = controls.get("early_stopping_monitor")
     if monitor is not None and definition is not None and definition.metrics \
             and monitor not in definition.metrics:
@@ -365,7 +374,8 @@ def _seed_from(ctx: Ctx, raw: Any, method: str, metrics: tuple[str, ...]) -> Pat
             raise ctx.fail(where, f"{shown} is not a candle run directory (no run.json)")
         return path
     if not is_file:
-        raise ctx.fail(where, f"{shown} does not exist (a run directory or a .csv file)")
+        raise ctx.fail(where, f"{shown} does not exist: name a run directory or a .csv file "
+                              "(a study already seeded from it can drop search.seed_from)")
     if path.suffix.lower() != ".csv":
         raise ctx.fail(where, f"{shown} is neither a run directory nor a .csv file")
     if method != "optuna":

@@ -120,6 +120,14 @@ def _primitive(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
+def encode_choice(choices: tuple[Any, ...], value: Any) -> Any:
+    """A categorical's value as Optuna carries it: itself where every choice is None, bool,
+    int, float or str; else its JSON text (decoded by `SearchSpace.decode`)."""
+    if all(_primitive(v) for v in choices):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
 def search_space(space: dict[str, Dimension]) -> SearchSpace:
     import optuna.distributions as od
 
@@ -127,11 +135,9 @@ def search_space(space: dict[str, Dimension]) -> SearchSpace:
     decoders: dict[str, Callable[[Any], Any]] = {}
     for name, dim in space.items():
         if isinstance(dim, Choice):
-            if all(_primitive(v) for v in dim.values):
-                distributions[name] = od.CategoricalDistribution(list(dim.values))
-            else:
-                distributions[name] = od.CategoricalDistribution(
-                    [json.dumps(v, sort_keys=True) for v in dim.values])
+            distributions[name] = od.CategoricalDistribution(
+                [encode_choice(dim.values, v) for v in dim.values])
+            if not all(_primitive(v) for v in dim.values):
                 decoders[name] = json.loads
         elif isinstance(dim, Uniform):
             distributions[name] = od.FloatDistribution(dim.low, dim.high, log=dim.log)

@@ -1,27 +1,31 @@
 """``search.seed_from`` for a grid, random or list search: a planned job whose identical
 job (same id: same benchmark, params, fold, replica, seed and settings) is done in the
 previous run directory is not run again. Its job directory's files (predictions.npz,
-ckpt/, the log) come over as hard links where the filesystem allows, copies otherwise,
-each by an atomic rename; its result comes last (the commit: a job is done only once its
-result says so), marked ``"reused_from": "<the previous run directory>"``.
+ckpt/, ...) come over as hard links where the filesystem allows, copies otherwise, each by
+an atomic rename (`link_or_copy`); its result comes last (the commit: a job is done only
+once its result says so), marked ``"reused_from": "<the previous run directory>"``, and its
+TensorBoard events file is then written anew for this run's job (its HParams session holds
+this run's point params, not the source's).
 
-Hard links are safe because candle never changes a file in place (every write is a new
-file renamed over the old one), so the two runs never see each other's later writes."""
+A link is safe for a file candle replaces whole (a new file renamed over the old one):
+the two runs never see each other's later writes. The job log (log.txt) is the exception,
+appended to by a later attempt, so it is copied, never linked."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
 
 from candle.state import JobState
-from candle.store.atomic import atomic_write_json
+from candle.store.atomic import atomic_write_json, atomic_writer, link_or_copy
 from candle.store.run_store import ATTEMPTS, REPORT, RESULT, RUNNING, VERDICT, RunStore
+from candle.store.tensorboard import record_job
 
 # Not brought over: the result (written last, marked), what belongs to one attempt or one
 # supervisor, and the job record (written from this run's plan: its point index may differ).
 NOT_COPIED = frozenset({RESULT, RUNNING, REPORT, VERDICT, ATTEMPTS, "params.json"})
+COPIED = frozenset({"log.txt"})  # appended to in place: a copy, never a link
 
 
 def reuse_results(store: RunStore, source: RunStore) -> int:
@@ -39,7 +43,9 @@ def reuse_results(store: RunStore, source: RunStore) -> int:
         store.clear_result(job.id)  # an earlier failure here goes to its attempts
         store.clear_running(job.id)  # a marker a dead supervisor left
         store.write_params(job)
-        atomic_write_json(store.job_dir(job.id) / RESULT, {**result, "reused_from": label})
+        marked = {**result, "reused_from": label}
+        atomic_write_json(store.job_dir(job.id) / RESULT, marked)
+        record_job(store.job_dir(job.id), job, marked)  # this run's point params
         reused += 1
     return reused
 
@@ -54,21 +60,8 @@ def _bring_files(src: Path, dst: Path) -> None:
             if (not rel.parts and name in NOT_COPIED) or name.startswith(".") \
                     or path.is_symlink():
                 continue  # temp files of a writer that died, links out of the run
-            _link_or_copy(path, dst / rel / name)
-
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{os.getpid()}.reuse"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:  # another filesystem, or one without hard links
-        shutil.copy2(src, tmp)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+            if not rel.parts and name in COPIED:
+                with path.open("rb") as source, atomic_writer(dst / name) as handle:
+                    shutil.copyfileobj(source, handle)
+            else:
+                link_or_copy(path, dst / rel / name)

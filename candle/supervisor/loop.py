@@ -46,6 +46,7 @@ from candle.plan.jobs import Job
 from candle.state import JobState
 from candle.store.lease import Lease
 from candle.store.run_store import RunStore
+from candle.store.tensorboard import record_job
 from candle.supervisor.estimate import Durations
 from candle.supervisor.procs import die_with_parent
 from candle.supervisor.slots import SlotPool
@@ -473,17 +474,21 @@ class Supervisor:
             source.on_result(job, state, result)
             return
         if running.timed_out:  # whatever it wrote when killed (interrupted, failed)
+            written = result
             result = {**self._crash_result(running, code, None),
                       "status": JobState.TIMEOUT.value,
                       "error": f"killed after job_timeout {self.job_timeout:g} s (attempt "
                                f"{running.tries} of {self.retries + 1})"}
             self.store.write_result(job.id, result)
+            self._record_tensorboard(running, result, written)
         elif status == JobState.INTERRUPTED or (self._draining and result is None):
             self._interrupted(running, code, result, retries, outcome)
             return
         elif result is None or status != JobState.FAILED:
+            written = result
             result = self._crash_result(running, code, result)
             self.store.write_result(job.id, result)
+            self._record_tensorboard(running, result, written)
         self.store.clear_running(job.id)
         if result.get("missing_metric"):  # every job would fail alike: stop the sweep
             self._fatal = str(result.get("error") or "")
@@ -518,6 +523,7 @@ class Supervisor:
                       "status": JobState.INTERRUPTED.value,
                       "error": f"stopped while draining ({self._draining})"}
             self.store.write_result(job.id, result)
+            self._record_tensorboard(running, result, None)
         self.store.clear_running(job.id)
         self.on_event("interrupted", job, result)
         if self._draining:
@@ -537,6 +543,17 @@ class Supervisor:
             state = JobState.FAILED
         self.on_event(state.value, job, result)
         source.on_result(job, state, result)
+
+    def _record_tensorboard(self, running: _Running, result: dict[str, Any],
+                            written: dict[str, Any] | None) -> None:
+        """The job's TensorBoard file to the result the supervisor wrote for it (the
+        runner's own, if any, may say it is still running): with the epochs the runner's
+        result had. record_job never raises."""
+        earlier = written or {}
+        shown = {"started": earlier.get("started") or running.started, **result}
+        if not shown.get("history") and earlier.get("history"):
+            shown["history"] = earlier["history"]
+        record_job(self.store.job_dir(running.job.id), running.job, shown)
 
     def _crash_result(self, running: _Running, code: int, old: dict[str, Any] | None
                       ) -> dict[str, Any]:

@@ -5,10 +5,12 @@ login node's `candle run` before it submits (so an array never submits a reused 
 from __future__ import annotations
 
 import contextlib
+import csv
 from collections.abc import Callable
 from typing import Any
 
 from candle.adaptive.seed import SeedReport
+from candle.benchmark import BUILTIN
 from candle.errors import UserError
 from candle.spec.model import Sweep
 from candle.store.run_store import RunStore
@@ -32,10 +34,19 @@ def apply_seed(store: RunStore, sweep: Sweep,
                                 "run.json)")
         if path.resolve() == store.root.resolve():
             raise _error(sweep, f"{path} is this run's own directory; name a previous run")
-        benchmark = source.manifest().benchmark
-        if benchmark != sweep.benchmark:
-            raise _error(sweep, f"{path} ran benchmark {benchmark}; this sweep runs "
+        manifest = source.manifest()
+        if manifest.benchmark != sweep.benchmark:
+            raise _error(sweep, f"{path} ran benchmark {manifest.benchmark}; this sweep runs "
                                 f"{sweep.benchmark}")
+        if sweep.benchmark not in BUILTIN and \
+                manifest.base_dir.resolve() != sweep.base_dir.resolve():
+            # A job id names a user model by module name only: the same id there is
+            # another model's.
+            nothing = "seeded" if sweep.search.method == "optuna" else "reused"
+            notice(f"{path} ran {sweep.benchmark} from {manifest.base_dir}, not "
+                   f"{sweep.base_dir}; its user model lives in another folder: nothing "
+                   f"{nothing}")
+            return
     elif sweep.search.method != "optuna":  # the parser refuses it; a file changed since
         raise _error(sweep, f"{path} is not a run directory")
     if sweep.search.method != "optuna":
@@ -48,19 +59,24 @@ def apply_seed(store: RunStore, sweep: Sweep,
 
 
 def _seed_study(store: RunStore, sweep: Sweep, source: RunStore | None) -> SeedReport:
-    from candle.adaptive.seed import csv_points, run_points, seed_study, text_value
+    from candle.adaptive.seed import Expected, csv_points, run_points, seed_study, text_value
     from candle.adaptive.study import open_study
     from candle.benchmark import ParamError, find_benchmark
+    from candle.plan.jobs import JobSettings
 
     manifest = store.manifest()
     config = manifest.optuna
     assert config is not None and sweep.search.seed_from is not None
     study = open_study(store.root, config)
-    if source is not None:
-        points = run_points(source, config.metrics)
-        return seed_study(study, config, points, str(sweep.search.seed_from),
-                          fixed=dict(sweep.params))
     definition = find_benchmark(sweep.benchmark, sweep.base_dir)
+    if source is not None:
+        defaults = definition.defaults() if definition is not None else {}
+        expected = Expected(defaults=defaults, params={**defaults, **sweep.params},
+                            searched=frozenset(config.space),
+                            settings=JobSettings.of(sweep).record(),
+                            folds=sweep.cv.folds if sweep.cv else None)
+        points = run_points(source, config.metrics, expected)
+        return seed_study(study, config, points, str(sweep.search.seed_from))
 
     def coerce(name: str, text: str) -> Any:
         param = definition.param(name) if definition is not None else None
@@ -73,7 +89,7 @@ def _seed_study(store: RunStore, sweep: Sweep, source: RunStore | None) -> SeedR
 
     try:
         points = csv_points(sweep.search.seed_from, list(config.space), config.metrics, coerce)
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:  # csv.Error: "line N: ..."
         raise _error(sweep, f"cannot read {sweep.search.seed_from}: {exc}") from None
     return seed_study(study, config, points, str(sweep.search.seed_from))
 

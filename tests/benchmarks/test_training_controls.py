@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,36 @@ def test_tc1_reduce_lr_cuts_by_the_factor_after_patience_epochs(tmp_path: Path) 
     assert result["stopped_early_at"] is None
 
 
+def test_a_resume_keeps_the_reduce_lr_decision(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped at the checkpoint of epoch 2 (a real stop request) and resumed: the lr cuts
+    fall at the same epochs as in a run straight through (Keras' own ReduceLROnPlateau
+    would start counting afresh on resume and cut two epochs late)."""
+    import tensorflow as tf
+
+    from candle.job import interrupt
+
+    over = {"epochs": 5, "reduce_lr_patience": 2, "reduce_lr_factor": 0.5,
+            "reduce_lr_min_delta": NEVER_BETTER}
+    straight = train("tc1", tmp_path / "straight", **over)
+    assert straight["history"]["lr"] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4],
+                                                      rel=1e-5)
+
+    class StopAfterEpoch2(tf.keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if epoch + 1 == 2:  # as SIGUSR1 would: checked after epoch 2's checkpoint
+                monkeypatch.setattr(interrupt, "_requested", signal.SIGUSR1)
+
+    with pytest.raises(interrupt.Interrupted):
+        train("tc1", tmp_path / "resumed", _extra_callbacks=[StopAfterEpoch2()], **over)
+    monkeypatch.setattr(interrupt, "_requested", None)
+    resumed = train("tc1", tmp_path / "resumed", **over)
+    assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 3
+    assert resumed["history"]["lr"] == pytest.approx(straight["history"]["lr"], rel=1e-6)
+    assert resumed["learning_rate_used"] == pytest.approx(straight["learning_rate_used"],
+                                                          rel=1e-6)
+
+
 def test_nt3_reduce_lr_is_on_by_default_and_lr_is_logged(tmp_path: Path) -> None:
     result = train("nt3", tmp_path, epochs=3, reduce_lr_patience=1,
                    reduce_lr_min_delta=NEVER_BETTER)  # factor: the default 0.1
@@ -129,12 +160,15 @@ def test_p1b3_stops_early_on_a_maximised_monitor(tmp_path: Path) -> None:
 
 def test_two_rank_warmup_ramps_to_the_scaled_lr(tmp_path: Path) -> None:
     """Real mpirun -np 2: lr 0.0005 x 2 ranks = 0.001, reached after 2 warm-up epochs;
-    early stopping (rank 0's decision, broadcast) stops both ranks at the same epoch."""
+    ReduceLROnPlateau halves it after epoch 2 and early stopping stops after epoch 3 (rank
+    0's decisions, broadcast): both ranks train alike."""
     doc = {"name": "warm", "benchmark": "nt3",
            "params": {**TINY_CONV, "samples": 160, "learning_rate": 0.0005, "batch_size": 8,
                       "epochs": 6, "rng_seed": 11},
            "training": {"warmup_epochs": 2,
-                        "early_stopping": {"patience": 2, "min_delta": NEVER_BETTER}},
+                        "early_stopping": {"patience": 2, "min_delta": NEVER_BETTER},
+                        "reduce_lr": {"patience": 1, "factor": 0.5,
+                                      "min_delta": NEVER_BETTER}},
            "search": {"method": "list", "points": [{}], "metric": "val_loss"},
            "resources": {"scheduler": "local", "ranks_per_job": 2}, "retries": 0,
            "store": str(tmp_path / "runs")}
@@ -150,6 +184,6 @@ def test_two_rank_warmup_ramps_to_the_scaled_lr(tmp_path: Path) -> None:
     lr = result["history"]["lr"]
     # Horovod's ramp from 0.001/2: after epoch 1 of 2 it is 0.0005 * (1 * 1/2 + 1).
     assert lr[0] == pytest.approx(0.00075, rel=1e-5)
-    assert lr[1:] == pytest.approx([0.001, 0.001], rel=1e-5)
+    assert lr[1:] == pytest.approx([0.001, 0.0005], rel=1e-5)  # cut at the end of epoch 2
     assert result["stopped_early_at"] == 3 and result["best_epoch"] == 1
     assert len({r["weights"] for r in result["horovod"]["ranks"]}) == 1

@@ -92,6 +92,24 @@ def test_training_it_again_resumes(final_model: Path, demo_run: Path) -> None:
     assert after["members"] == before["members"]
 
 
+def test_a_smaller_ensemble_keeps_only_its_members(final_model: Path, demo_run: Path,
+                                                   tmp_path: Path) -> None:
+    """Replica k is the same job in an ensemble of 3 or 2: nothing trains, and the card and
+    members/ hold the 2 (the third's link is removed, its job stays in jobs/)."""
+    smaller = tmp_path / "nt3-2"
+    shutil.copytree(final_model, smaller, symlinks=True)
+    (smaller / "sweep.yaml").write_text((smaller / "sweep.yaml").read_text().replace(
+        "name: nt3", "name: nt3-2"))
+    done = run_candle("train", "--from", str(demo_run), "--best", "--replicas", "2",
+                      "--out", str(smaller))
+    assert done.returncode == 0, done.stderr
+    assert "0 done, 0 failed, 2 already done" in done.stdout
+    card = json.loads((smaller / "model.json").read_text())
+    assert [m["replica"] for m in card["members"]] == [0, 1]
+    assert sorted(p.name for p in (smaller / "members").iterdir()) == [
+        "replica-0.keras", "replica-1.keras"]
+
+
 def test_a_named_point_as_a_single_model(demo_run: Path) -> None:
     best = best_of(demo_run)
     other = (best["point"] + 1) % 4

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from candle.api import EarlyStopping, TrainContext, keras_callbacks
-from candle.job.controls import maximized, warmup_learning_rate
+from candle.job.controls import ReduceLROnPlateau, maximized, warmup_learning_rate
 from candle.job.runner import train_job
 from candle.job.user_model import extras_from, metrics_from
 from tests.conftest import write
@@ -88,6 +88,51 @@ def test_a_missing_monitor_is_an_error_only_when_stopping_is_on() -> None:
     assert not EarlyStopping(patience=0).update(1, {"loss": 1.0})
     with pytest.raises(KeyError, match="monitors 'val_loss', but the epoch's metrics are: loss"):
         EarlyStopping(patience=2).update(1, {"loss": 1.0})
+
+
+def run_plateau(reducer: ReduceLROnPlateau, values: list[float], lr: float,
+                history: dict[str, list[float]]) -> float:
+    """Feed epochs as training would: log the rate each trained at, cut it at the end."""
+    for value in values:
+        history.setdefault("val_loss", []).append(value)
+        history.setdefault("lr", []).append(lr)
+        lr = reducer.update({"val_loss": value}, lr) or lr
+    return lr
+
+
+def test_reduce_lr_on_plateau_has_keras_semantics() -> None:
+    reducer = ReduceLROnPlateau(patience=2, factor=0.5, min_delta=0.05)
+    history: dict[str, list[float]] = {}
+    lr = run_plateau(reducer, [1.0, 0.97, 0.9, 0.89, 0.88, 0.87, float("nan"), 0.5], 0.1,
+                     history)
+    # 0.97 is not 0.05 better than 1.0; 0.9 is; 0.89 and 0.88 are not: cut at 5; 0.87 and
+    # NaN: cut at 7; 0.5 improves.
+    assert history["lr"] == pytest.approx([0.1] * 5 + [0.05] * 2 + [0.025])
+    assert lr == pytest.approx(0.025) and reducer.best == 0.5 and reducer.wait == 0
+    floor = ReduceLROnPlateau(patience=1, factor=0.1, min_lr=0.01)
+    assert floor.update({"val_loss": 1.0}, 0.05) is None
+    assert floor.update({"val_loss": 1.0}, 0.05) == pytest.approx(0.01)  # not below min_lr
+    assert floor.update({"val_loss": 1.0}, 0.01) is None and floor.wait == 1  # at min_lr
+    assert floor.update({"loss": 1.0}, 0.01) is None and floor.wait == 1  # no monitor
+    assert ReduceLROnPlateau.from_params({}) == ReduceLROnPlateau(0, 0.1, 1e-4)
+    assert not ReduceLROnPlateau.from_params({}).enabled
+    assert ReduceLROnPlateau(patience=0).update({"val_loss": 1.0}, 0.1) is None
+
+
+@pytest.mark.parametrize("stop_at", range(9))
+def test_a_replayed_plateau_decides_like_an_uninterrupted_run(stop_at: int) -> None:
+    values = [1.0, 0.9, 0.95, 0.92, 0.93, 0.7, 0.8, 0.75, 0.74, 0.76, 0.6, 0.61]
+    straight: dict[str, list[float]] = {}
+    final = run_plateau(ReduceLROnPlateau(patience=2, factor=0.5), values, 0.1, straight)
+    assert straight["lr"] != [0.1] * len(values)  # it does cut
+    # Stopped after epoch ``stop_at``; the checkpoint keeps the history and the rate.
+    resumed: dict[str, list[float]] = {}
+    lr = run_plateau(ReduceLROnPlateau(patience=2, factor=0.5), values[:stop_at], 0.1,
+                     resumed)
+    again = ReduceLROnPlateau(patience=2, factor=0.5)
+    again.replay(resumed)
+    assert run_plateau(again, values[stop_at:], lr, resumed) == final
+    assert resumed == straight
 
 
 def test_warmup_ramps_from_lr_over_ranks_to_the_scaled_lr() -> None:

@@ -44,6 +44,33 @@ def test_pack_mode_runs_horovod_steps_across_nodes(live_slurm: None, tmp_path: P
     assert status["batch"][0]["states"] == {"COMPLETED": 1}
     summary = run_candle("summary", str(store.root), "--format", "json", timeout=60)
     assert summary.returncode == 0 and json.loads(summary.stdout)
+    final_model_on_slurm(store, tmp_path)
+
+
+def final_model_on_slurm(store: RunStore, tmp_path: Path) -> None:
+    """`candle train --from` a Slurm run is a small Slurm sweep of its own (followed to the
+    end, then the card); its Horovod-trained members predict on an upstream-format file."""
+    out = tmp_path / "model"
+    proc = run_candle("train", "--from", str(store.root), "--best", "--replicas", "2",
+                      "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    card = json.loads((out / "model.json").read_text())
+    assert len(card["members"]) == 2
+    final = RunStore(out)
+    assert final.manifest().resources.scheduler == "slurm"
+    for member in card["members"]:
+        assert "srun --exact --mpi=pmix -n 2" in final.log_path(member["job_id"]).read_text()
+    params = card["params"]
+    made = run_candle("data", "synth", "nt3", "--out", str(tmp_path / "data"),
+                      "--set", f"features={params['features']}",
+                      "--set", f"samples={params['samples']}")
+    assert made.returncode == 0, made.stderr
+    predicted = run_candle("predict", str(out), "--data", str(tmp_path / "data" / "nt_test2.csv"),
+                           "--out", str(tmp_path / "p.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0].startswith("row,prob_0,prob_1,class,std,entropy,label")
+    assert len(rows) - 1 == round(params["samples"] * params.get("test_fraction", 0.2))
 
 
 def test_nt3_optuna_in_a_pack_allocation(live_slurm: None, tmp_path: Path) -> None:
