@@ -214,12 +214,11 @@ def write_card(plan: FinalPlan, source_run: Path) -> ModelCard:
 
 def _link_member(store: RunStore, job_id: str, replica: int, result: dict[str, Any]) -> str:
     """members/replica-K.keras: a hard link to the job's final model (a copy where the
-    filesystem has no links), so MODEL_DIR reads as a model, not as a run."""
+    filesystem has no links), so MODEL_DIR reads as a model, not as a run. "" when the job
+    names no model file: a user's training function keeps its own (in its job directory)."""
     model_file = result.get("model_file")
     if not model_file:
-        raise UserError(f"job {job_id} saved no model file: a user model's training "
-                        "function keeps its own models (its job directory: "
-                        f"{store.job_dir(job_id)})", file=store.root)
+        return ""
     source = store.job_dir(job_id) / str(model_file)
     name = f"{MEMBERS_DIR}/replica-{replica}.keras"
     link_or_copy(source, store.root / name)

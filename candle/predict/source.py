@@ -53,6 +53,11 @@ def resolve_source(path: Path, point: int | None = None) -> PredictSource:
 
 def _from_card(model_dir: Path) -> PredictSource:
     card = read_card(model_dir)
+    if any(not m.model for m in card.members):
+        raise UserError(f"its members saved no model files ({card.benchmark} is a user "
+                        "model: its training function keeps its own models, in "
+                        "jobs/<id>/); candle predicts with the built-in benchmarks' models",
+                        file=model_dir)
     members = tuple(Member(model_dir / m.model, m.job_id, m.seed, m.replica)
                     for m in card.members)
     _check_files(members, model_dir)

@@ -18,7 +18,8 @@ SCHEMA = 1
 
 @dataclass(frozen=True)
 class CardMember:
-    """One trained model of the ensemble; ``model`` is relative to the model directory."""
+    """One trained model of the ensemble; ``model`` is relative to the model directory
+    ("" for a user's training function, which keeps its own models in jobs/<job_id>/)."""
 
     job_id: str
     replica: int

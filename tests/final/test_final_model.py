@@ -185,3 +185,33 @@ def test_predict_with_the_final_model(final_model: Path, tmp_path: Path) -> None
     assert sum(hard) / quarter > sum(easy) / quarter  # disagreement where it is unsure
     accuracy = sum(int(r["correct"]) for r in rows) / len(rows)
     assert accuracy > 0.75  # the demo's best point learns the synthetic signal
+
+
+def test_a_user_models_final_model_is_its_jobs(tmp_path: Path) -> None:
+    """A user's training function keeps its own models: the card lists its members (seeds,
+    metrics, job directories) and `candle predict` says it predicts with built-ins only."""
+    write(tmp_path / "quadratic.py", """
+        def f(params):
+            return {"val_loss": (params["x"] - 2) ** 2 + 0.001 * params["seed"] % 7}
+    """)
+    sweep = write(tmp_path / "sweep.yaml", """
+        name: quad
+        benchmark: "quadratic:f"
+        search: {method: grid, space: {x: [1, 2, 3]}}
+    """)
+    assert run_candle("run", str(sweep)).returncode == 0
+    out = tmp_path / "final"
+    done = run_candle("train", "--from", str(tmp_path / "runs" / "quad"), "--best",
+                      "--replicas", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    card = json.loads((out / "model.json").read_text())
+    assert card["source"]["params"] == {"x": 2}
+    assert [m["model"] for m in card["members"]] == ["", ""]
+    assert all((out / "jobs" / m["job_id"] / "result.json").is_file() for m in card["members"])
+    data = write(tmp_path / "new.csv", "1,2\n")
+    refused = run_candle("predict", str(out), "--data", str(data), "--out",
+                         str(tmp_path / "p.csv"))
+    assert refused.returncode == 2
+    assert "its members saved no model files" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists()
