@@ -13,6 +13,7 @@ from candle.adaptive.config import OptunaConfig
 from candle.errors import UserError
 from candle.spec.model import Resources
 from candle.store.atomic import read_json
+from candle.store.records import take_schema
 
 # run.json's version. Files without one (candle before the manifest) are schema 0: the
 # same keys, some of them missing in older files; reading fills those in.
@@ -70,10 +71,7 @@ class RunManifest:
     def from_record(cls, record: dict[str, Any], file: Path) -> RunManifest:
         """``file``: where the record came from, named by any error."""
         data = dict(record)
-        schema = data.pop("schema", 0)
-        if not isinstance(schema, int) or schema > SCHEMA:
-            raise UserError(f"written by a newer candle (schema {schema}); upgrade candle",
-                            file=file)
+        take_schema(data, SCHEMA, file)
         try:
             resources = dict(data.pop("resources"))
             site = resources.pop("site", None)

@@ -11,6 +11,7 @@ from typing import Any
 
 from candle.errors import UserError
 from candle.store.atomic import atomic_write_json, read_json
+from candle.store.records import take_schema
 
 CARD = "model.json"
 SCHEMA = 1
@@ -53,10 +54,7 @@ class ModelCard:
     @classmethod
     def from_record(cls, record: dict[str, Any], file: Path) -> ModelCard:
         data = dict(record)
-        schema = data.pop("schema", 0)
-        if not isinstance(schema, int) or schema > SCHEMA:
-            raise UserError(f"written by a newer candle (schema {schema}); upgrade candle",
-                            file=file)
+        take_schema(data, SCHEMA, file)
         try:
             members = tuple(CardMember(**m) for m in data.pop("members"))
             return cls(members=members, **data)
