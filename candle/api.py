@@ -21,10 +21,12 @@ from candle.job.interrupt import Interrupted
 from candle.job.interrupt import check as check_stop
 from candle.job.progress import Pruned, report, stop_requested
 from candle.spec.model import NOISE_PARAM
+from candle.spec.site import LOCAL_SCRATCH_ENV
 from candle.store.atomic import atomic_write_json, atomic_writer
 from candle.uq.predictions import Predictions
 
 __all__ = [
+    "LOCAL_SCRATCH_ENV",
     "NOISE_PARAM",
     "TRAINING_PARAMS",
     "Benchmark",

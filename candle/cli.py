@@ -308,7 +308,7 @@ def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None
         _study_summary(store, fmt, top, plot)
         return
     from candle.reporting import summarise
-    from candle.reporting.render import print_summary, summary_csv
+    from candle.reporting.render import SUMMARY_ROWS, print_summary, summary_csv
 
     result = summarise(store)
     if top is not None:
@@ -322,7 +322,7 @@ def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None
     elif fmt == "csv":
         click.echo(summary_csv(result), nl=False)
     else:
-        print_summary(result)
+        print_summary(result, limit=None if top is not None else SUMMARY_ROWS)
     if plot is not None and fmt == "table":
         click.echo(f"plot: {plot}")
 

@@ -18,7 +18,11 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("rng_seed", "int", 7102, "seed for data synthesis, initialisation and shuffling"),
     Param("data", "str", "synthetic", "'synthetic' or a directory holding the upstream files"),
     Param("verbose", "int", 0, "Keras fit verbosity (0 silent, 2 one line per epoch)"),
-    Param("ckpt_keep_limit", "int", 2, "checkpoints kept per job (plus the best)"),
+    Param("ckpt_keep_limit", "int", 1, "checkpoints kept while a job trains (a done job "
+          "keeps its final model only)"),
+    Param("ckpt_every", "str", "auto", "checkpoint every N epochs ('1'; '0': only on a "
+          "drain), every S seconds ('300s') or 'auto' (as often as keeps saving within 2% "
+          "of the job's time); a drain always saves"),
     Param("ckpt_restart_mode", "str", "auto", "resume from the job's checkpoint",
           ("auto", "off", "required")),
     Param("scale_lr_by_ranks", "bool", True, "multiply learning_rate by the Horovod size"),

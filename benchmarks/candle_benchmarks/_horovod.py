@@ -59,19 +59,6 @@ class Distribution:
     def optimizer(self, optimizer: Any) -> Any:
         return self.hvd.DistributedOptimizer(optimizer) if self.active else optimizer
 
-    def custom_objects(self, tf: Any) -> dict[str, Any]:
-        """What `load_model` needs to rebuild a checkpoint's optimizer as a Horovod one.
-
-        `hvd.load_model` cannot read Keras 2.15's `.keras` files (it looks the optimizer up
-        by lower-case name); mapping each class name to its wrapped class restores the
-        optimizer's state (Adam moments, step count) as well.
-        """
-        if not self.active:
-            return {}
-        names = ("SGD", "Adam", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam")
-        return {name: type(self.hvd.DistributedOptimizer(getattr(tf.keras.optimizers, name)()))
-                for name in names}
-
     def shard(self, array: NDArray[Any], *, equal: bool) -> NDArray[Any]:
         """This rank's rows (every size-th from rank). ``equal`` trims every shard to the
         same length: unequal batch counts would leave one rank waiting in an allreduce."""

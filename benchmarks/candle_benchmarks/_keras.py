@@ -1,6 +1,6 @@
 """The Keras training loop the built-in benchmarks share: seeding, threads, Horovod data
-parallelism, per-epoch checkpoints written atomically (rank 0), resume from the last
-checkpoint, and a plain history."""
+parallelism, checkpoints written atomically (rank 0; at most every ``ckpt_every``, always
+on a drain; see `Checkpoints`), resume from the last checkpoint, and a plain history."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from candle.api import (
     EarlyStopping,
+    Interrupted,
     TrainContext,
     atomic_write_json,
     check_stop,
@@ -84,58 +85,204 @@ def make_optimizer(tf: Any, params: dict[str, Any]) -> Any:
     return dist.optimizer(optimizer(learning_rate=learning_rate))
 
 
-class Checkpoints:
-    """``ckpt/epoch-NNNN.keras`` + ``ckpt/state.json`` in the job directory.
+CKPT_OVERHEAD = 0.02  # ckpt_every=auto: saves take at most this share of the job's time
+# ckpt_every=auto, before this process's first save: its cost is guessed from its bytes at
+# this rate (fsynced writes of a full-width NT3 checkpoint ran at 62-67 MB/s here; a
+# slower filesystem only delays the first save: later ones use the measured time).
+ASSUMED_WRITE_BYTES_PER_S = 50e6
 
-    The state file is written (atomically) after the model file is complete, so a kill at
-    any moment leaves either the previous checkpoint or the new one, never a torn one.
+
+def checkpoint_interval(value: Any) -> tuple[str, float]:
+    """``ckpt_every``: ("auto", 0), ("epochs", N) from "N" (0: only on a drain) or
+    ("seconds", S) from "Ss"."""
+    text = str(value).strip().lower()
+    try:
+        if text == "auto":
+            return "auto", 0.0
+        if text.endswith("s"):
+            seconds = float(text[:-1])
+            if seconds > 0:
+                return "seconds", seconds
+        elif int(text) >= 0:
+            return "epochs", float(int(text))
+    except ValueError:
+        pass
+    raise ValueError(f"ckpt_every must be 'auto', a number of epochs (e.g. 1; 0: only on a "
+                     f"drain) or of seconds (e.g. 300s), not {value!r}")
+
+
+def optimizer_state_matters(optimizer: Any) -> bool:
+    """Whether resuming exactly needs the optimizer's slot variables: not for SGD without
+    momentum (Keras 2.15 still keeps a momentum slot, but at momentum 0 every update is
+    ``w -= lr * g`` whatever it holds); yes for Adam, RMSprop, SGD with momentum, ...
+    The step count and the learning rate are scalars and always kept (state.json)."""
+    import tensorflow as tf
+
+    if isinstance(optimizer, tf.keras.optimizers.SGD):
+        return float(optimizer.momentum) != 0.0
+    return len(optimizer.variables) > 1  # more than the step count
+
+
+class Checkpoints:
+    """What a resume needs, in ``ckpt/`` of the job directory, and no more:
+
+    - while a job trains: ``epoch-NNNN.weights.npz`` (the model's weights only, as
+      ``get_weights`` lists them: a resume rebuilds the model from its params; Keras' own
+      ``save_weights`` and ``.keras`` files would add every optimizer slot, even SGD's
+      unused momentum at momentum 0), ``epoch-NNNN.optimizer.npz`` (the optimizer's
+      variables, only where `optimizer_state_matters`) and ``state.json`` (the epoch, the
+      history, the learning rate and step count). ``ckpt_every`` says how often
+      (`checkpoint_interval`); a drain always saves first, so it never repeats an epoch.
+    - once it is done: ``model.keras`` (the model as trained at the end, the one the
+      result's metrics describe, without optimizer state: what `candle predict` and
+      `candle train --from` load) and ``state.json`` naming it. About 1× the weights.
+
+    Every file is written to a temporary name, fsynced and renamed; state.json is written
+    (atomically) last and older files are removed only after it, so a kill at any moment
+    leaves the previous checkpoint or the new one, never a torn one.
     """
 
-    def __init__(self, job_dir: Path, keep: int) -> None:
+    FINAL = "model.keras"
+
+    def __init__(self, job_dir: Path, keep: int, every: Any = "auto") -> None:
         self.dir = Path(job_dir) / "ckpt"
         self.keep = max(1, keep)
+        self.mode, self.every = checkpoint_interval(every)
+        self.last_epoch = 0
+        self.started = self.last_end = time.monotonic()
+        self.save_seconds = 0.0  # how long the last save took
+        self.spent = 0.0  # seconds all saves of this process took
+        self.saves = 0  # by this process
+        self.saved_bytes = 0  # bytes written by this process, all saves together
+        self.expected_bytes = 0  # of one save (`expect`): auto's guess before the first
 
     def latest(self) -> dict[str, Any] | None:
         try:
             state: dict[str, Any] = json.loads((self.dir / "state.json").read_text())
         except (OSError, ValueError):
             return None
-        return state if (self.dir / state["file"]).is_file() else None
+        files = [state.get("file"), state.get("optimizer")]
+        return state if all((self.dir / f).is_file() for f in files if f) else None
+
+    def due(self, epoch: int) -> bool:
+        """Whether epoch ``epoch``'s end is time for a periodic checkpoint."""
+        if self.mode == "epochs":
+            return self.every > 0 and epoch - self.last_epoch >= self.every
+        elapsed = time.monotonic() - self.last_end
+        if self.mode == "seconds":
+            return elapsed >= self.every
+        # auto: save when, counting this save (the last one's time, or a guess from its
+        # bytes before any), all saves since this process started stay within
+        # CKPT_OVERHEAD of its time. A short job may save only on a drain and at its end.
+        cost = self.save_seconds if self.saves else (
+            self.expected_bytes / ASSUMED_WRITE_BYTES_PER_S)
+        total = time.monotonic() - self.started
+        return self.spent + cost <= CKPT_OVERHEAD * (total + cost)
+
+    def expect(self, model: Any) -> None:
+        """Size ``model``'s checkpoints for ``ckpt_every=auto``'s first decision."""
+        weights = sum(int(np.prod(w.shape)) * w.dtype.size for w in model.weights)
+        stateful = optimizer_state_matters(model.optimizer)
+        self.expected_bytes = weights * (3 if stateful else 1)  # Adam: 2 slots per weight
 
     def save(self, model: Any, epoch: int, history: dict[str, list[float]]) -> None:
+        started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epoch:04d}.keras"
-        self._save_model(model, name)
-        monitor = "val_loss" if "val_loss" in history else "loss"
-        best = self.best()
-        value = history.get(monitor, [float("nan")])[-1]
-        if best is None or value < best["value"]:
-            self._save_model(model, "best.keras")
-            atomic_write_json(self.dir / "best.json",
-                              {"epoch": epoch, "monitor": monitor, "value": value})
-        atomic_write_json(self.dir / "state.json",
-                          {"epoch": epoch, "file": name, "history": history})
-        kept = sorted(self.dir.glob("epoch-*.keras"))
+        name = f"epoch-{epoch:04d}.weights.npz"
+        weights = model.get_weights()
+        self._write(name, lambda path: _save_arrays(path, weights))
+        optimizer = model.optimizer
+        slots = None
+        if optimizer_state_matters(optimizer):
+            slots = f"epoch-{epoch:04d}.optimizer.npz"
+            values = [np.asarray(v.numpy()) for v in optimizer.variables]
+            self._write(slots, lambda path: _save_arrays(path, values))
+        self._commit(epoch, name, slots, history, optimizer)
+        kept = sorted(self.dir.glob("epoch-*.weights.npz"))
         for old in kept[: -self.keep]:
             old.unlink(missing_ok=True)
+            old.with_name(old.name.replace(".weights.", ".optimizer.")).unlink(
+                missing_ok=True)
+        self.last_epoch = epoch
+        self.last_end = time.monotonic()
+        self.save_seconds = self.last_end - started
+        self.spent += self.save_seconds
+        self.saves += 1
 
-    def _save_model(self, model: Any, name: str) -> None:
-        tmp = self.dir / f".{name}.tmp.keras"
-        model.save(tmp)
+    def finish(self, model: Any, epoch: int, history: dict[str, list[float]]) -> str:
+        """A done job keeps its final model only (``model.keras``, no optimizer state);
+        the path the result names, relative to the job directory."""
+        import tensorflow as tf
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # An uncompiled clone: a .keras file of the compiled model would hold the
+        # optimizer's slots too (include_optimizer is not an option of the format).
+        bare = tf.keras.models.clone_model(model)
+        bare.set_weights(model.get_weights())
+        self._write(self.FINAL, lambda path: bare.save(path))
+        self._commit(epoch, self.FINAL, None, history, model.optimizer, final=True)
+        for old in self.dir.iterdir():
+            if old.name not in (self.FINAL, "state.json"):
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
+        return f"{self.dir.name}/{self.FINAL}"
+
+    def restore(self, model: Any, state: dict[str, Any]) -> None:
+        """Load a checkpoint into ``model``, freshly built from the job's params: weights,
+        then the optimizer's variables (where saved), step count and learning rate."""
+        import tensorflow as tf
+
+        source = self.dir / state["file"]
+        if source.suffix == ".keras":  # a done job's final model (its epochs raised)
+            weights = tf.keras.models.load_model(source, compile=False).get_weights()
+        else:
+            with np.load(source) as saved:
+                weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        model.set_weights(weights)
+        optimizer = model.optimizer
+        if state.get("optimizer"):
+            optimizer.build(model.trainable_variables)
+            with np.load(self.dir / state["optimizer"]) as saved:
+                values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            variables = list(optimizer.variables)
+            shapes = [tuple(v.shape) for v in variables]
+            if [tuple(v.shape) for v in values] != shapes:
+                raise RuntimeError(f"{state['optimizer']}: its optimizer state does not fit "
+                                   "this model (were its params changed?)")
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
+        if "iterations" in state:
+            optimizer.iterations.assign(int(state["iterations"]))
+        if "learning_rate" in state:
+            tf.keras.backend.set_value(optimizer.learning_rate, float(state["learning_rate"]))
+
+    def _commit(self, epoch: int, name: str, slots: str | None, history: dict[str, Any],
+                optimizer: Any, final: bool = False) -> None:
+        import tensorflow as tf
+
+        state = {"epoch": epoch, "file": name, "optimizer": slots, "final": final,
+                 "learning_rate": float(tf.keras.backend.get_value(optimizer.learning_rate)),
+                 "iterations": int(tf.keras.backend.get_value(optimizer.iterations)),
+                 "history": history}
+        atomic_write_json(self.dir / "state.json", state)
+
+    def _write(self, name: str, write: Callable[[Path], Any]) -> None:
+        tmp = self.dir / f".{name}.tmp{Path(name).suffix}"  # Keras: format by suffix
+        write(tmp)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
+        self.saved_bytes += tmp.stat().st_size
         os.replace(tmp, self.dir / name)
-
-    def best(self) -> dict[str, Any] | None:
-        """The lowest val_loss (or loss) seen so far, kept as best.keras beside the last N."""
-        try:
-            data: dict[str, Any] = json.loads((self.dir / "best.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return data
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _save_arrays(path: Path, values: list[NDArray[Any]]) -> None:
+    with path.open("wb") as handle:
+        np.savez(handle, *values)
 
 
 def fit(
@@ -148,17 +295,18 @@ def fit(
     """
     dist = current()
     mode = params.get("ckpt_restart_mode", "auto")
-    ckpt = Checkpoints(Path(ctx.job_dir), int(params.get("ckpt_keep_limit", 2)))
+    ckpt = Checkpoints(Path(ctx.job_dir), int(params.get("ckpt_keep_limit", 1)),
+                       params.get("ckpt_every", "auto"))
     history: dict[str, list[float]] = {}
     initial_epoch = 0
     state = dist.bcast(ckpt.latest() if mode != "off" and dist.rank == 0 else None)
     if mode == "required" and state is None:
         raise RuntimeError(f"ckpt_restart_mode=required but no checkpoint in {ckpt.dir}")
     if state is not None:
-        model = tf.keras.models.load_model(ckpt.dir / state["file"],
-                                           custom_objects=dist.custom_objects(tf))
-        initial_epoch = int(state["epoch"])
+        ckpt.restore(model, state)  # every rank: the files rank 0 chose
+        initial_epoch = ckpt.last_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
+    ckpt.expect(model)
     epochs = int(params["epochs"])
     # Early stopping decided from the whole history: a resumed job replays the restored
     # epochs first (and trains no further if they already say stop).
@@ -193,13 +341,24 @@ def fit(
             values = {k: float(v) for k, v in (logs or {}).items()}
             for key, value in values.items():
                 history.setdefault(key, []).append(value)
-            if dist.rank == 0:
+            # Periodic checkpoints (ckpt_every); none after the last epoch: the final model
+            # is saved once training ends.
+            last = epoch + 1 >= epochs or bool(self.model.stop_training)
+            saved = dist.rank == 0 and not last and ckpt.due(epoch + 1)
+            if saved:
                 ckpt.save(self.model, epoch + 1, history)
             if ctx.on_epoch is not None:
                 ctx.on_epoch(epoch + 1, values)
-            # After the checkpoint: a walltime or preemption signal stops the job here,
-            # every rank at the same epoch, and the next attempt resumes from this epoch.
-            check_stop(epoch + 1, dist.size, dist.bcast)
+            # A walltime or preemption signal stops the job here, every rank at the same
+            # epoch, after a checkpoint of this epoch whatever ckpt_every says: the next
+            # attempt resumes from it and trains no epoch twice.
+            try:
+                check_stop(epoch + 1, dist.size, dist.bcast)
+            except Interrupted:
+                if dist.rank == 0 and not saved:
+                    ckpt.save(self.model, epoch + 1, history)
+                dist.bcast(None)  # no rank exits (and ends the job) before rank 0 saved
+                raise
 
     # Horovod's broadcast first, its metric average before anything reads metrics; the
     # training controls next (warm-up, the lr log, ReduceLROnPlateau and early stopping,
@@ -242,8 +401,13 @@ def fit(
                                 "local_metrics": dict(local_logs)})
         result["horovod"] = {"size": dist.size, "ranks": per_rank}
     if dist.rank == 0:
-        latest = ckpt.latest()  # the model as trained at the end, for `candle predict`
-        result["model_file"] = f"{ckpt.dir.name}/{latest['file']}" if latest else None
+        # The model as trained at the end (the one the metrics describe), for `candle
+        # predict` and `candle train --from`: all a done job keeps of its checkpoints.
+        done = len(next(iter(history.values()), []))
+        if state is not None and state.get("final") and done == initial_epoch:
+            result["model_file"] = f"{ckpt.dir.name}/{state['file']}"  # trained no more
+        else:
+            result["model_file"] = ckpt.finish(model, done, history)
         result["data_digest"] = digest
         if uq is not None:
             result["predictions"] = predict_test_set(model, whole, uq)

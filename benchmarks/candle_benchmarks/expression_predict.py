@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from candle.api import PredictChunk, PredictInput
-from candle_benchmarks.io import DataFileError, _arrow_reason
+from candle_benchmarks.io import DataFileError, _arrow_reason, line_blocks
 
 SCALE_BLOCK = 256  # rows per step when taking the training files' max |x|
 READ_BUFFER = 1 << 24
@@ -107,22 +107,6 @@ def open_expression(path: Path, params: dict[str, Any], base_dir: Path, chunk_ro
                         chunks=_chunks(path, scale, width, labelled, classes, block,
                                        chunk_rows, expected),
                         labelled=labelled, classes=classes, expected=expected)
-
-
-def line_blocks(path: Path, block: int) -> Iterator[bytes]:
-    """The file in pieces of about ``block`` bytes, each ending at a line end (a line longer
-    than the block makes its piece longer). Read here, one piece at a time: pyarrow's
-    streaming reader reads ahead several blocks of its own (~0.7 GB at 60,484 columns)."""
-    rest = b""
-    with path.open("rb") as handle:
-        while data := handle.read(block):
-            data = rest + data
-            cut = data.rfind(b"\n") + 1
-            rest = data[cut:]
-            if cut:
-                yield data[:cut]
-    if rest.strip():
-        yield rest
 
 
 def _chunks(path: Path, scale: NDArray[np.float32], width: int, labelled: bool, classes: int,

@@ -10,7 +10,7 @@ from typing import Any
 
 from candle.errors import UserError
 from candle.reporting.cv import mean_std
-from candle.reporting.summary import read_results, summarise
+from candle.reporting.summary import summarise
 from candle.state import JobState
 from candle.store.run_store import RunStore
 
@@ -45,7 +45,7 @@ def best_point(store: RunStore, point: int | None = None) -> BestPoint:
     """The best point (or point ``point``) with its numbers; UserError when there is none."""
     store.require()
     manifest = store.manifest()
-    results = read_results(store)
+    results = store.results()  # the cached tables view (no histories needed here)
     summary = summarise(store, results)
     rows = [r for r in summary.rows if r.mean is not None]
     if point is not None:

@@ -41,7 +41,11 @@ class Job:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        return asdict(self)
+        """The job as JSON data, for writing out: its dicts are the job's own, not copies
+        (asdict's deep copy was most of the time initialise took; issue 18)."""
+        return {"id": self.id, "point": self.point, "point_params": self.point_params,
+                "params": self.params, "fold": self.fold, "folds": self.folds,
+                "replica": self.replica, "seed": self.seed, "settings": self.settings}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
@@ -80,12 +84,27 @@ def job_id(benchmark: str, params: dict[str, Any], fold: int | None, replica: in
            settings: dict[str, Any] | None = None) -> str:
     """Hash of everything that makes the job what it is: same sweep, same ids. An adaptive
     search's jobs also carry their trial, since two trials may pick the same params."""
-    identity: dict[str, Any] = {"benchmark": benchmark, "params": params, "fold": fold,
-                                "replica": replica, "folds": folds, "seed": seed,
-                                "settings": settings or {}, "scheme": ID_SCHEME}
-    if trial is not None:
-        identity["trial"] = trial
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return _hashed(_canonical(benchmark), _canonical(params), _canonical(settings or {}),
+                   fold, replica, trial, folds, seed)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _scalar(value: Any) -> str:
+    return str(value) if type(value) is int else _canonical(value)
+
+
+def _hashed(benchmark: str, params: str, settings: str, fold: int | None, replica: int,
+            trial: int | None, folds: int | None, seed: int | None) -> str:
+    """``job_id`` from its parts already in canonical JSON: the canonical JSON of the whole
+    identity (sort_keys, so the keys in this order) without re-encoding a point's params
+    for each of its folds x replicas jobs (issue 18: a 10^6-job plan)."""
+    canonical = (f'{{"benchmark":{benchmark},"fold":{_scalar(fold)},"folds":{_scalar(folds)},'
+                 f'"params":{params},"replica":{_scalar(replica)},"scheme":{ID_SCHEME},'
+                 f'"seed":{_scalar(seed)},"settings":{settings}'
+                 + ("}" if trial is None else f',"trial":{_scalar(trial)}}}'))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -164,12 +183,13 @@ class JobTemplate:
         folds: list[int | None] = list(range(self.folds)) if self.folds else [None]
         params = {**self.params, **point}
         jobs = []
+        parts = (_canonical(self.benchmark), _canonical(params), _canonical(self.settings))
         for fold in folds:
             for replica in range(self.replicas):
                 seed = self.base_seed + REPLICA_SEED_STRIDE * replica
                 jobs.append(Job(
-                    id=job_id(self.benchmark, params, fold, replica, index if trial else None,
-                              folds=self.folds, seed=seed, settings=self.settings),
+                    id=_hashed(*parts, fold, replica, index if trial else None, self.folds,
+                               seed),
                     point=index, point_params=point, params=params, fold=fold,
                     folds=self.folds, replica=replica, seed=seed, settings=self.settings))
         return jobs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
@@ -157,13 +158,20 @@ def print_status(status: RunStatus) -> None:
             console.print(f"  | {line}", markup=False)
 
 
-def print_summary(summary: Summary) -> None:
+SUMMARY_ROWS = 200  # a table of 10^4 points helps nobody, and takes rich seconds to draw
+
+
+def print_summary(summary: Summary, limit: int | None = SUMMARY_ROWS) -> None:
+    """The points best first; the first ``limit`` of them (None: all) in the tables."""
     console = _console()
     names = sorted({k for r in summary.rows for k in r.params})
     arrow = "lower" if summary.direction == "minimize" else "higher"
     table = Table(title=f"{summary.metric} ({arrow} is better)")
     for column in ("", "point", *names, f"{summary.metric} mean ± std", "n", "failed"):
         table.add_column(column)
+    more = len(summary.rows) - limit if limit is not None else 0
+    if more > 0:
+        summary = replace(summary, rows=summary.rows[:limit])
     for row in summary.rows:
         value = "-" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
         table.add_row("*" if row.best else "", str(row.point),
@@ -174,6 +182,10 @@ def print_summary(summary: Summary) -> None:
         _print_uq(console, summary, names)
     if summary.fold_assignments is not None:
         _print_folds(console, summary, names)
+    if more > 0:
+        shown = len(summary.rows)
+        console.print(f"the best {shown} of {shown + more} points; all of them: --top "
+                      f"{shown + more}, or --format csv / json", markup=False)
 
 
 UQ_COLUMNS = {

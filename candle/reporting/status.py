@@ -47,16 +47,18 @@ class RunStatus:
 def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
     store.require()
     status = RunStatus(name=store.manifest().name, total=0)
+    results = store.results()  # opens only the results new since the cache's last refresh
+    states = store.states(results)
     for job in store.jobs():
         status.total += 1
-        state = store.state(job.id)
+        state = states[job.id]
         status.counts[state] += 1
         if state is JobState.RUNNING:
             status.running.append(job)
         elif state is JobState.LOST:
             status.lost.append(job.id)
         elif state.failed:  # failed, or timed out
-            result = store.result(job.id) or {}
+            result = results.get(job.id) or {}
             status.failures.append(Failure(
                 job_id=job.id,
                 error=str(result.get("error", "unknown error")),

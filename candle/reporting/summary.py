@@ -54,8 +54,8 @@ class Summary:
 
 
 def read_results(store: RunStore) -> dict[str, dict[str, Any] | None]:
-    """Every job's result (None: not finished), one read each: a summary of 10^4 jobs on a
-    cluster filesystem must not read them once per table."""
+    """Every job's whole result (None: not finished), one read each: for the report page,
+    which plots histories. The tables need less: `RunStore.results` (cached)."""
     return {job.id: store.result(job.id) for job in store.jobs()}
 
 
@@ -67,8 +67,8 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
     params: dict[int, dict[str, Any]] = {}
     failed: dict[int, int] = defaultdict(int)
     pending: dict[int, int] = defaultdict(int)
-    if results is None:
-        results = read_results(store)
+    if results is None:  # opens only the results new since the cache's last refresh
+        results = store.results()
     for job in store.jobs():
         params.setdefault(job.point, job.point_params)
         result = results.get(job.id)

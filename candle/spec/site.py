@@ -20,7 +20,7 @@ from candle.spec.yaml_lines import load_yaml
 
 SITE_KEYS = ("scheduler", "account", "partition", "qos", "constraint", "gres", "cores_per_node",
              "gpus_per_node", "modules", "setup", "env", "directives", "mpi", "python",
-             "description", "queue", "filesystems", "place", "select_extra")
+             "description", "queue", "filesystems", "place", "select_extra", "local_scratch")
 SLURM_ONLY = ("partition", "qos", "constraint", "gres")
 PBS_ONLY = ("queue", "filesystems", "place", "select_extra")
 MPI_CHOICES = {"slurm": None, "pbs": ("pals", "hydra", "openmpi")}  # slurm: srun --mpi=any
@@ -33,6 +33,13 @@ SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # What account/partition/qos/constraint/gres values look like on real sites (constraint
 # expressions use & | [ ] ( ) * !): never whitespace, quotes, $, backticks or ;.
 DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=+@%/&|\[\]()*!-]+$")
+
+# local_scratch: an absolute path, or one that starts at a variable ($TMPDIR, ${SCRATCH}) or
+# ~; path characters only. It reaches jobs unexpanded, as this variable, and each job
+# expands it on its node (a login node's $TMPDIR is not a compute node's).
+LOCAL_SCRATCH_ENV = "CANDLE_LOCAL_SCRATCH"
+LOCAL_SCRATCH = re.compile(r"^(/|~|\$[A-Za-z_]|\$\{[A-Za-z_][A-Za-z0-9_]*\})"
+                           r"([A-Za-z0-9_.+@%/~-]|\$[A-Za-z_]|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class SiteConfig:
     # nodes are the job's alone, so an array subjob is given all their cores)
     select_extra: str = ""  # appended to each select chunk, e.g. system=polaris
     python: str = ""  # the interpreter on compute nodes; "" means this one
+    local_scratch: str = ""  # node-local storage jobs stage their data to ($TMPDIR,
+    # /local/scratch, /dev/shm), expanded on the node; "": jobs read the shared copy
     source: Path | None = None
 
 
@@ -110,6 +119,11 @@ def load_site(path: Path) -> SiteConfig:
     if choices is not None and mpi not in choices:
         raise ctx.fail(("mpi",), f"{mpi!r} is not an mpiexec flavour candle knows for PBS "
                                  f"(one of {', '.join(choices)})")
+    scratch = text("local_scratch")
+    if scratch and not LOCAL_SCRATCH.match(scratch):
+        raise ctx.fail(("local_scratch",), f"{scratch!r} is not a node-local folder candle "
+                                           "can use: an absolute path, or one starting with "
+                                           "$VAR, ${VAR} or ~ (path characters only)")
     for i, directive in enumerate(lines_of("directives")):
         if not directive.startswith("-"):
             raise ctx.fail(("directives", i), "write options as on the command line, e.g. "
@@ -124,7 +138,7 @@ def load_site(path: Path) -> SiteConfig:
         directives=lines_of("directives"), mpi=mpi, python=text("python"),
         queue=text("queue", DIRECTIVE_VALUE), filesystems=text("filesystems", DIRECTIVE_VALUE),
         place=text("place", DIRECTIVE_VALUE), select_extra=text("select_extra", DIRECTIVE_VALUE),
-        source=path,
+        local_scratch=scratch, source=path,
     )
 
 

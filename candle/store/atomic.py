@@ -64,6 +64,11 @@ def link_or_copy(src: Path, dest: Path) -> None:
     temp is removed on failure). A link shares the file: only for files nobody changes in
     place afterwards."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # no dest yet
+        if os.path.samefile(src, dest):
+            # Already linked: renaming another link of the same file over it does nothing
+            # (POSIX rename) and would leave the temp name behind.
+            return
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)

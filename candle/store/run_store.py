@@ -31,6 +31,8 @@ from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
 from candle.store.journal_file import append_records, read_records
 from candle.store.lease import CLOCK_SKEW_SECONDS, fresh, read_expiry
 from candle.store.manifest import RunManifest, read_manifest
+from candle.store.plan_cache import load_plan
+from candle.store.results_index import ResultIndex
 
 RESULT = "result.json"
 ATTEMPTS = "attempts.jsonl"  # earlier attempts' results, one per line
@@ -47,6 +49,8 @@ class RunStore:
         self.root = Path(root)
         self._leases: dict[str, tuple[float, float | None]] = {}  # owner: (read at, expiry)
         self._legacy_limit: float | None = None  # how old an ownerless marker may be
+        self._plan: tuple[tuple[int, int, int], list[Job]] | None = None  # (stat key, jobs)
+        self._index: ResultIndex | None = None
 
     # -- creation -----------------------------------------------------------------------
     def initialise(self, sweep_text: str, manifest: RunManifest,
@@ -87,8 +91,41 @@ class RunStore:
         return read_manifest(self.root / "run.json")
 
     def jobs(self) -> Iterator[Job]:
-        for record in read_records(self.root / "plan.jsonl"):
-            yield Job.from_record(record)
+        """The plan's jobs; read once while plan.jsonl stays the same file (a reader asks
+        for them several times, a poll once per refresh), from its columnar copy where
+        that is of this plan.jsonl (candle.store.plan_cache)."""
+        path = self.root / "plan.jsonl"
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, load_plan(self.root, key))  # index/plan.json, else parsed
+        return iter(self._plan[1])
+
+    def results(self) -> dict[str, dict[str, Any] | None]:
+        """Every planned job's result, slim (status, metrics, error, attempt, fold_assignment:
+        what the tables read; results_index.KEPT), None where
+        not finished: from the reader-side cache (candle.store.results_index), so a second
+        call opens only the results written since the first."""
+        if self._index is None:
+            self._index = ResultIndex(self.root)
+        return self._index.results([job.id for job in self.jobs()])
+
+    def states(self, results: dict[str, dict[str, Any] | None] | None = None
+               ) -> dict[str, JobState]:
+        """Every planned job's state (as ``state``) from ``results`` (default: ``results()``);
+        only the jobs with a directory and no result have their marker read."""
+        if results is None:
+            results = self.results()
+        present = self._index.present if self._index is not None else None
+        states = {}
+        for job_id, result in results.items():
+            if result is not None:
+                states[job_id] = state_of(result)
+            elif present is not None and job_id not in present:
+                states[job_id] = JobState.PENDING  # never launched: no directory
+            else:
+                states[job_id] = self._marker_state(job_id)
+        return states
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
@@ -116,9 +153,7 @@ class RunStore:
     def state(self, job_id: str) -> JobState:
         result = self.result(job_id)
         if result is not None:
-            status = str(result.get("status"))
-            ended = (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED, JobState.TIMEOUT)
-            return JobState(status) if status in ended else JobState.FAILED
+            return state_of(result)
         return self._marker_state(job_id)
 
     def _marker_state(self, job_id: str) -> JobState:
@@ -250,6 +285,13 @@ class RunStore:
             yield
         finally:
             handle.close()
+
+
+def state_of(result: dict[str, Any]) -> JobState:
+    """The state a job's result says: its status where that is an end, else failed."""
+    status = str(result.get("status"))
+    ended = (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED, JobState.TIMEOUT)
+    return JobState(status) if status in ended else JobState.FAILED
 
 
 def pid_alive(pid: Any) -> bool:

@@ -1,19 +1,30 @@
-"""Benchmark: loading an NT3-shaped CSV (1,400 x 60,484 by default) three ways.
+"""Benchmark: loading an NT3-shaped CSV (1,400 x 60,484 by default), each way in a fresh
+process (so every peak RSS is that way's own).
 
     python scripts/perf/csv_load.py [--rows 1400] [--cols 60483] [--dir /tmp/candle-perf]
+                                    [--scratch /dev/shm/candle-perf] [--repeat 1]
 
 1. upstream's path: pandas.read_csv(header=None) then .values as float32
-2. candle's parser: pyarrow.csv into float32 (candle_benchmarks.io.read_labelled_csv)
-   (alone, then with the cache write that a first load in a job does)
-3. candle's second load: the cached .npy files, memory-mapped (and every value touched)
-Prints seconds and peak RSS growth for each; writes nothing but the CSV and its cache.
+2. issue 3's reader: pyarrow.csv with every column declared float32 (kept as the fallback
+   for files the block parser declines: candle_benchmarks.io._read_labelled_table)
+3. candle's parser (issue 18): blocks of lines, values cast by pyarrow on a few threads,
+   streamed into the features matrix (candle_benchmarks.io.read_labelled_csv)
+4. a job's first load: 3 + writing the .candle-cache/*.npy files beside the data
+5. later loads: the cached .npy files memory-mapped from the data's filesystem
+6. the first job on a node with local_scratch: stage the .npy files there, memory-map them
+7. the other jobs on that node: memory-map the staged copy
+Every loaded value is summed. Prints seconds, the process's peak RSS and its growth over
+the RSS after imports; writes nothing but the CSV, its cache and the staged copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,8 +33,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from candle_benchmarks.cache import cached_arrays
-from candle_benchmarks.io import read_labelled_csv
+STEPS = {
+    "pandas": "pandas.read_csv(header=None) -> float32 (upstream)",
+    "table": "pyarrow.csv, 60,484 float32 columns (issue 3)",
+    "blocks": "read_labelled_csv: line blocks + cast (issue 18)",
+    "first": "read_labelled_csv + write .npy cache (1st load)",
+    "cached": "cached .npy memory-map, shared copy",
+    "stage": "stage .npy to local_scratch + memory-map (1st on node)",
+    "staged": "staged .npy memory-map (next jobs on node)",
+}
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_mib() -> float:
@@ -42,15 +65,34 @@ def make_csv(path: Path, rows: int, cols: int) -> None:
     pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False))
 
 
-def timed(label: str, fn) -> np.ndarray:  # type: ignore[no-untyped-def]
-    before = peak_mib()
+def run_step(step: str, path: Path) -> dict[str, float]:
+    """One way of loading, in this (fresh) process."""
+    import pandas as pd  # every step imports the same modules: the same baseline RSS
+    import pyarrow.compute
+    import pyarrow.csv  # noqa: F401
+
+    from candle_benchmarks import io
+    from candle_benchmarks.cache import cached_arrays
+
+    def pandas_path() -> np.ndarray:
+        frame = pd.read_csv(path, header=None, low_memory=False)
+        return frame.values[:, 1:].astype(np.float32)  # type: ignore[no-any-return]
+
+    ways = {
+        "pandas": pandas_path,
+        "table": lambda: io._read_labelled_table(path)[0],
+        "blocks": lambda: io.read_labelled_csv(path)[0],
+    }
+    for name in ("first", "cached", "stage", "staged"):
+        ways[name] = lambda: cached_arrays(path, io.read_labelled_csv, ("x", "y"))[0]
+    base = rss_mib()
     start = time.perf_counter()
-    x = fn()
-    checksum = float(np.asarray(x, dtype=np.float64).sum())
+    x = ways[step]()
+    checksum = sum(float(x[i : i + 64].sum(dtype=np.float64)) for i in range(0, len(x), 64))
     elapsed = time.perf_counter() - start
-    print(f"{label:<44} {elapsed:7.2f} s   peak RSS +{peak_mib() - before:7.0f} MiB   "
-          f"sum={checksum:.6g}", flush=True)
-    return x  # type: ignore[no-any-return]
+    where = str(getattr(x, "filename", "") or "memory")
+    return {"seconds": elapsed, "peak": peak_mib(), "growth": peak_mib() - base,
+            "sum": checksum, "where": where}  # type: ignore[dict-item]
 
 
 def main() -> None:
@@ -58,29 +100,40 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1400)
     parser.add_argument("--cols", type=int, default=60483)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/candle-perf"))
+    parser.add_argument("--scratch", type=Path, default=Path("/dev/shm/candle-perf"))
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--steps", default=",".join(STEPS))
+    parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: run one step
     args = parser.parse_args()
-    args.dir.mkdir(parents=True, exist_ok=True)
     path = args.dir / "nt_train2.csv"
-    shutil.rmtree(args.dir / ".candle-cache", ignore_errors=True)
+    if args.step:
+        print(json.dumps(run_step(args.step, path)))
+        return
+    args.dir.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         start = time.perf_counter()
         make_csv(path, args.rows, args.cols)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - start:.1f} s")
-    print(f"{args.rows} x {args.cols + 1} CSV, {path.stat().st_size / 1e6:.0f} MB")
-
-    def pandas_path() -> np.ndarray:
-        import pandas as pd
-
-        frame = pd.read_csv(path, header=None, low_memory=False)
-        return frame.values[:, 1:].astype(np.float32)
-
-    timed("pandas.read_csv (upstream)", pandas_path)
-    timed("pyarrow.csv float32 (candle parser only)", lambda: read_labelled_csv(path)[0])
-    timed("pyarrow.csv float32 + write cache (1st load)",
-          lambda: cached_arrays(path, read_labelled_csv, ("x", "y"))[0])
-    timed("cached .npy memory-map (candle, next loads)",
-          lambda: cached_arrays(path, read_labelled_csv, ("x", "y"))[0])
+    print(f"{path}: {path.stat().st_size / 1e6:.0f} MB; {os.cpu_count()} CPUs")
+    env = {k: v for k, v in os.environ.items() if k != "CANDLE_LOCAL_SCRATCH"}
+    for step in args.steps.split(","):
+        for _ in range(args.repeat):
+            if step == "first":
+                shutil.rmtree(args.dir / ".candle-cache", ignore_errors=True)
+            if step == "stage":
+                shutil.rmtree(args.scratch, ignore_errors=True)
+                args.scratch.mkdir(parents=True)
+            step_env = env if step not in ("stage", "staged") else {
+                **env, "CANDLE_LOCAL_SCRATCH": str(args.scratch)}
+            out = subprocess.run([sys.executable, __file__, "--dir", str(args.dir), "--step",
+                                  step], env=step_env, check=True, capture_output=True,
+                                 text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            where = f"  {Path(r['where']).parent}" if step in ("stage", "staged") else ""
+            print(f"{STEPS[step]:<56} {r['seconds']:7.2f} s   peak RSS {r['peak']:6.0f} MiB "
+                  f"(+{r['growth']:5.0f})   sum={r['sum']:.6g}{where}", flush=True)
+    shutil.rmtree(args.scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

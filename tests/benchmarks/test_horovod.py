@@ -54,17 +54,17 @@ def test_two_ranks_stay_in_lock_step_and_average_metrics(tmp_path: Path) -> None
                                                        rel=1e-5), key
     assert result["learning_rate_used"] == pytest.approx(0.001)  # scaled by 2 ranks
     assert result["train_samples"] == 640  # 800 samples, 20% held out, both shards
-    # Only rank 0 wrote: one result, one checkpoint set (the log holds both ranks' output).
+    # Only rank 0 wrote: one result, one final model (the log holds both ranks' output).
     ckpt = store.job_dir(job.id) / "ckpt"
-    assert sorted(p.name for p in ckpt.glob("epoch-*.keras")) == ["epoch-0004.keras",
-                                                                  "epoch-0005.keras"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.keras", "state.json"]
 
-    # Resume under Horovod: pretend the job died after epoch 4; every rank must load the
-    # checkpoint rank 0 chose (optimizer state included) and stay in lock-step.
+    # Resume under Horovod: pretend the job died after epoch 4 (the final model standing in
+    # for its weights); every rank must load the checkpoint rank 0 chose and stay in
+    # lock-step. (tests/benchmarks/test_checkpoints.py: optimizer state, exactness.)
     state_file = ckpt / "state.json"
     state = json.loads(state_file.read_text())
     history = {k: v[:4] for k, v in state["history"].items()}
-    atomic_write_json(state_file, {"epoch": 4, "file": "epoch-0004.keras", "history": history})
+    atomic_write_json(state_file, {"epoch": 4, "file": "model.keras", "history": history})
     (store.job_dir(job.id) / "result.json").unlink()
     proc = run_candle("run", str(tmp_path / "hvd2.yaml"), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -85,3 +85,54 @@ def test_one_and_two_ranks_of_the_same_seed_learn_alike(tmp_path: Path) -> None:
     for result in (one, two):
         assert result["metrics"]["val_loss"] < 0.5 * chance, result["metrics"]
     assert abs(one["metrics"]["val_loss"] - two["metrics"]["val_loss"]) < 0.15
+
+
+def test_a_drained_two_rank_job_checkpoints_and_resumes(tmp_path: Path) -> None:
+    """SIGUSR1 to `candle run` with ckpt_every=0 (no periodic checkpoint): both ranks stop
+    at the same epoch end, rank 0 saves the weights and Adam's state first (the other rank
+    waits for it), and the next run trains only the remaining epochs, in lock-step."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import ROOT, candle_cmd
+
+    epochs = 40
+    doc = {"name": "drain", "benchmark": "nt3",
+           "params": {**SMALL, "epochs": epochs, "batch_size": 10, "ckpt_every": "0",
+                      "verbose": 2},
+           "search": {"method": "list", "points": [{}], "metric": "val_loss"},
+           "resources": {"scheduler": "local", "ranks_per_job": 2}, "retries": 0,
+           "store": str(tmp_path / "runs")}
+    path = tmp_path / "drain.yaml"
+    path.write_text(json.dumps(doc))
+    proc = subprocess.Popen(candle_cmd("run", str(path)), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    store = RunStore(tmp_path / "runs" / "drain")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            jobs = list(store.jobs())
+        except (OSError, ValueError):  # not planned yet
+            jobs = []
+        log = store.log_path(jobs[0].id) if jobs else None
+        if log is not None and log.is_file() and "Epoch 3/" in log.read_text():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 75, err
+    (job,) = store.jobs()
+    stopped = store.result(job.id) or {}
+    assert stopped["status"] == "interrupted", stopped
+    step = stopped["interrupted_at_step"]
+    assert 3 <= step < epochs
+    ckpt = store.job_dir(job.id) / "ckpt"
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["epoch"] == step and (ckpt / state["optimizer"]).is_file()
+    again = run_candle("run", str(path), timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    result = store.result(job.id) or {}
+    assert result["resumed_from_epoch"] == step and result["epochs_run"] == epochs - step
+    assert len({r["weights"] for r in result["horovod"]["ranks"]}) == 1
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.keras", "state.json"]

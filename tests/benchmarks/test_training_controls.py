@@ -55,7 +55,7 @@ def test_nt3_early_stopping_ends_the_job_done_with_its_best_epoch(tmp_path: Path
     assert len(record["history"]["val_loss"]) == 3 and record["epochs_run"] == 3
     assert set(record["metrics"]) == set(get_benchmark("nt3").metrics)
     # The model as trained at the end, relative to the job directory, and the data's digest.
-    assert record["model_file"] == "ckpt/epoch-0003.keras"
+    assert record["model_file"] == "ckpt/model.keras"
     assert (tmp_path / record["model_file"]).is_file()
     from candle_benchmarks.nt3 import data
 
@@ -68,7 +68,7 @@ def test_without_early_stopping_all_epochs_run(tmp_path: Path) -> None:
     result = train("nt3", tmp_path, epochs=4, early_stopping_min_delta=NEVER_BETTER)
     assert len(result["history"]["val_loss"]) == 4
     assert result["stopped_early_at"] is None and result["best_epoch"] == 1
-    assert result["model_file"] == "ckpt/epoch-0004.keras"
+    assert result["model_file"] == "ckpt/model.keras"
 
 
 def test_a_resume_keeps_the_early_stopping_decision(tmp_path: Path) -> None:
@@ -81,11 +81,12 @@ def test_a_resume_keeps_the_early_stopping_decision(tmp_path: Path) -> None:
     assert again["stopped_early_at"] == 3 and again["best_epoch"] == 1
     assert len(again["history"]["val_loss"]) == 3
     # Killed after epoch 2: the counter carries over, so one more epoch and stop (Keras'
-    # own EarlyStopping would start counting afresh and train two more).
+    # own EarlyStopping would start counting afresh and train two more). (A done job keeps
+    # its final model only: it stands in for epoch 2's weights here.)
     state_file = tmp_path / "ckpt" / "state.json"
     state = json.loads(state_file.read_text())
     history = {k: v[:2] for k, v in state["history"].items()}
-    atomic_write_json(state_file, {"epoch": 2, "file": "epoch-0002.keras", "history": history})
+    atomic_write_json(state_file, {"epoch": 2, "file": "model.keras", "history": history})
     resumed = train("nt3", tmp_path, **over)
     assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 1
     assert resumed["stopped_early_at"] == 3 and resumed["best_epoch"] == 1
@@ -144,7 +145,7 @@ def test_p1b3_stops_early_on_a_maximised_monitor(tmp_path: Path) -> None:
     assert result["stopped_early_at"] == 2 and result["best_epoch"] == 1
     assert set(result["metrics"]) == set(get_benchmark("p1b3").metrics)  # lr included
     assert len(result["history"]["lr"]) == 2
-    assert result["model_file"] == "ckpt/epoch-0002.keras"
+    assert result["model_file"] == "ckpt/model.keras"
     from candle_benchmarks.p1b3 import data
 
     dose = data.load(params("p1b3"), None, None, 0)

@@ -199,7 +199,7 @@ def test_nt3_interrupted_by_sigusr1_resumes_from_its_keras_checkpoint(tmp_path: 
         "name": "nt3wall", "benchmark": "nt3",
         "params": {"features": 400, "samples": 400, "conv": [16, 20, 1, 16, 10, 1],
                    "dense": [32, 8], "optimizer": "adam", "epochs": epochs,
-                   "batch_size": 10},
+                   "batch_size": 10, "ckpt_every": "1"},
         "search": {"method": "list", "points": [{"learning_rate": 0.001}],
                    "metric": "val_loss"},
         "resources": {"scheduler": "local", "max_concurrent": 1},

@@ -26,6 +26,9 @@ from tests.conftest import write
     ("scheduler: slurm\nqueue: prod\n", 2, "queue", "a PBS setting"),
     ("scheduler: pbs\nmpi: pmix\n", 2, "mpi", "one of pals, hydra, openmpi"),
     ("scheduler: pbs\nselect_extra: $(reboot)\n", 2, "select_extra", "cannot carry"),
+    ("local_scratch: scratch/here\n", 1, "local_scratch", "an absolute path"),
+    ("local_scratch: $(reboot)\n", 1, "local_scratch", "not a node-local folder"),
+    ("local_scratch: '/tmp/a b'\n", 1, "local_scratch", "path characters only"),
 ])
 def test_bad_site_values_are_located_errors(tmp_path: Path, text: str, line: int, key: str,
                                             words: str) -> None:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from candle.schedulers.batch.backend import Allocation, allocation_for
-from candle.schedulers.batch.submit import batch_dir, submit_continuation
+from candle.schedulers.batch.submit import batch_dir, chunk_job, submit_continuation
 from candle.spec.model import Resources, walltime_seconds
 from candle.spec.site import SiteConfig, load_site
 from candle.store.lease import prune_expired
@@ -87,8 +87,11 @@ def array_task(run_dir: Path, chunk_name: str) -> int:
     store = RunStore(run_dir).require()
     here = allocation_of(store)
     chunk = batch_dir(store) / chunk_name
-    wanted = chunk.read_text().split()[here.array_index()]
-    jobs = [job for job in store.jobs() if job.id == wanted]
+    index = here.array_index()
+    wanted = chunk.read_text().split()[index]
+    found = chunk_job(batch_dir(store), chunk_name, index, wanted)  # not the whole plan
+    jobs = [found] if found is not None else [
+        job for job in store.jobs() if job.id == wanted]  # chunks from before issue 18
     if not jobs:
         raise SystemExit(f"{chunk}: job {wanted} is not in the run's plan")
     outcome = _supervisor(store, array_task=True).run(jobs)

@@ -7,6 +7,7 @@ submission in the run directory, so `candle status`, `candle cancel` and a later
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import secrets
 import time
@@ -96,6 +97,24 @@ def new_tag(run_id: str) -> str:
 def wave_size(limits: tuple[int, int]) -> int:
     """Array tasks queued at once: half the jobs the cluster lets this user queue."""
     return max(1, limits[1] // 2)
+
+
+def chunk_records(chunk_name: str) -> str:
+    """The file beside chunk-NNNN.txt holding its jobs' records, line for line."""
+    return chunk_name.removesuffix(".txt") + ".jsonl"
+
+
+def chunk_job(folder: Path, chunk_name: str, index: int, wanted: str) -> Job | None:
+    """Task ``index``'s job from the chunk's records (None: no such file, from before)."""
+    try:
+        with (folder / chunk_records(chunk_name)).open("rb") as handle:
+            for number, line in enumerate(handle):
+                if number == index:
+                    job = Job.from_record(json.loads(line))
+                    return job if job.id == wanted else None
+    except (OSError, ValueError, TypeError):
+        return None
+    return None
 
 
 def build_scripts(sweep: Sweep, pending: list[Job], run_dir: Path,
@@ -230,7 +249,8 @@ def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
 
         apply_seed(store, sweep, on_notice)  # search.seed_from: before anything is submitted
         if not adaptive:
-            pending = [job for job in store.jobs() if store.state(job.id) is not JobState.DONE]
+            states = store.states()  # from the result cache: O(new results) opens a wave
+            pending = [job for job in store.jobs() if states[job.id] is not JobState.DONE]
             todo = len(pending)
         elif sweep.resources.mode == "pack":  # the supervisor inside asks the trials
             from candle.adaptive.study import told_trials
@@ -256,9 +276,15 @@ def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
         new = []
         folder = batch_dir(store)
         folder.mkdir(exist_ok=True)
+        by_id = {job.id: job for job in pending}
         for script in scripts:
             path = folder / script.name
             if script.chunk_name:
+                # The chunk's job records too: a task finds its job there, in a file the
+                # size of one array, not in the whole plan (issue 18: O(1) in the run).
+                atomic_write_text(folder / chunk_records(script.chunk_name), "".join(
+                    json.dumps(by_id[i].to_record(), sort_keys=True) + "\n"
+                    for i in script.chunk_ids))
                 atomic_write_text(folder / script.chunk_name,
                                   "\n".join(script.chunk_ids) + "\n")
             atomic_write_text(path, script.text)
