@@ -90,13 +90,18 @@ class Distribution:
         return list(gathered) if gathered is not None else []
 
 
+def data_digest(*arrays: Any) -> str:
+    """sha256 (hex) of the arrays' bytes, in order."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
 def weights_digest(model: Any) -> str:
     """A checksum of all weights: equal on every rank iff data parallelism kept them in
     lock-step."""
-    digest = hashlib.sha256()
-    for weights in model.get_weights():
-        digest.update(np.ascontiguousarray(weights).tobytes())
-    return digest.hexdigest()[:16]
+    return data_digest(*model.get_weights())[:16]
 
 
 _CURRENT = Distribution()

@@ -4,7 +4,6 @@ on a drain; see `Checkpoints`), resume from the last checkpoint, and a plain his
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,13 @@ from candle.api import (
     keras_callbacks,
 )
 from candle_benchmarks._base import OPTIMIZERS
-from candle_benchmarks._horovod import Distribution, current, use, weights_digest
+from candle_benchmarks._horovod import (
+    Distribution,
+    current,
+    data_digest,
+    use,
+    weights_digest,
+)
 from candle_benchmarks._uq import UQConfig, predict, transform_training_set
 
 
@@ -50,14 +55,6 @@ class Arrays:
     # sha256 of the job's training data before UQ transforms and sharding; default: of
     # x_train and y_train (NumPy). A Sequence benchmark computes its own.
     data_digest: str | None = None
-
-
-def data_digest(*arrays: Any) -> str:
-    """sha256 (hex) of the arrays' bytes, in order."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()
 
 
 def configure_tensorflow(ctx: TrainContext) -> Any:

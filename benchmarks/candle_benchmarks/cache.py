@@ -62,7 +62,8 @@ def cached_arrays(
 ) -> tuple[NDArray[Any], ...]:
     """``parse(path)`` once; afterwards memory-mapped ``.npy`` files (read-only views)."""
     key = cache_key(path)
-    for directory in _cache_dirs(path):
+    dirs = _cache_dirs(path)
+    for directory in dirs:
         files = [directory / f"{path.name}.{key}.{name}.npy" for name in names]
         if all(f.is_file() for f in files):
             try:
@@ -70,7 +71,7 @@ def cached_arrays(
             except (OSError, ValueError):
                 break  # a damaged cache: parse again and overwrite it
     arrays = tuple(parse(path))
-    for directory in _cache_dirs(path):
+    for directory in dirs:
         try:
             for name, array in zip(names, arrays, strict=True):
                 _save_npy(directory / f"{path.name}.{key}.{name}.npy", array)
@@ -101,10 +102,10 @@ def staged(files: Sequence[Path]) -> list[Path]:
     if "$" in str(scratch):
         _warn(raw, "names an unset variable")
         return list(files)
-    sizes = [f.stat().st_size for f in files]
+    stats = [f.stat() for f in files]
+    sizes = [s.st_size for s in stats]
     digest = hashlib.sha256("\0".join(
-        f"{f.resolve()}:{size}:{f.stat().st_mtime_ns}" for f, size in zip(files, sizes,
-                                                                          strict=True)
+        f"{f.resolve()}:{s.st_size}:{s.st_mtime_ns}" for f, s in zip(files, stats, strict=True)
     ).encode()).hexdigest()[:16]
     root = scratch / STAGE_DIR_NAME
     final = root / digest

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from candle.api import PredictChunk, PredictInput
-from candle_benchmarks.io import DataFileError, _arrow_reason, line_blocks
+from candle_benchmarks.io import DataFileError, _arrow_reason, data_dir, line_blocks
 
 SCALE_BLOCK = 256  # rows per step when taking the training files' max |x|
 READ_BUFFER = 1 << 24
@@ -48,9 +48,7 @@ def training_scale(params: dict[str, Any], base_dir: Path,
     else:
         from candle_benchmarks.nt3.data import load_csv_pair
 
-        directory = Path(params["data"])
-        if not directory.is_absolute():
-            directory = Path(base_dir) / directory
+        directory = data_dir(params, base_dir)
         x_train, _, x_test, _ = load_csv_pair(directory, *files)
         scale = np.zeros(x_train.shape[1], dtype=np.float32)
         for x in (x_train, x_test):
@@ -71,23 +69,15 @@ def count_rows(path: Path) -> int:
     return rows + (last != b"\n")
 
 
-def first_line(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.readline()
-
-
-def longest_line(path: Path, lines: int = 32) -> int:
-    with path.open("rb") as handle:
-        return max(len(handle.readline()) for _ in range(lines))
-
-
 def open_expression(path: Path, params: dict[str, Any], base_dir: Path, chunk_rows: int,
                     synth: Callable[[dict[str, Any]], tuple[NDArray[np.float32], Any]],
                     files: tuple[str, str], name: str) -> PredictInput:
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
-    line = first_line(path)
+    with path.open("rb") as handle:
+        head = [handle.readline() for _ in range(32)]
+    line = head[0]
     if not line.strip():
         raise DataFileError(f"{path}: empty file (expected comma-separated rows of numbers)")
     scale = training_scale(params, base_dir, synth, files)
@@ -101,7 +91,7 @@ def open_expression(path: Path, params: dict[str, Any], base_dir: Path, chunk_ro
     labelled = width == features + 1
     # A piece of the file parsed at a time: about chunk_rows rows as long as the longest of
     # the first few (a longer row just makes its piece longer).
-    longest = longest_line(path)
+    longest = max(len(h) for h in head)
     block = int(longest * 1.05 * max(1, chunk_rows)) + (1 << 12)
     return PredictInput(kind="classification", rows=count_rows(path),
                         chunks=_chunks(path, scale, width, labelled, classes, block,

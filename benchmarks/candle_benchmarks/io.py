@@ -388,3 +388,10 @@ def read_id_list(path: Path, column: str) -> set[str]:
         raise DataFileError(f"{path}: expected a {column!r} column in the header")
     table = _read_headed(path, ",", [column], include=[column])
     return {str(v) for v in table.column(column).to_pylist() if v is not None}
+
+
+def data_dir(params: dict[str, Any], base_dir: Path) -> Path:
+    """The members' data directory: absolute in their params (the sweep parser makes it
+    so); a relative one (a run planned before that) is relative to the sweep's folder."""
+    directory = Path(params["data"])
+    return directory if directory.is_absolute() else Path(base_dir) / directory

@@ -24,6 +24,7 @@ from candle.final.best import BestPoint, best_point, metric_stats
 from candle.spec.model import NOISE_PARAM, Sweep
 from candle.state import JobState
 from candle.store.atomic import atomic_write_text, link_or_copy
+from candle.store.manifest import RunManifest
 from candle.store.model_card import CardMember, ModelCard
 from candle.store.run_store import RunStore
 
@@ -49,7 +50,7 @@ def plan_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> Fi
     out = out.resolve()
     _check_out(out, run_dir.resolve(), chosen.point)
     original = _original_sweep(store)
-    uq = _final_uq(manifest.uq, job.params, replicas)
+    uq = _final_uq(manifest, job.params, replicas)
     sweep_record: dict[str, Any] = {
         "name": out.name,
         "benchmark": manifest.benchmark,
@@ -128,21 +129,21 @@ def _resources(original: dict[str, Any], site_file: Path | None) -> dict[str, An
     return resources
 
 
-def _final_uq(uq: dict[str, Any] | None, job_params: dict[str, Any], replicas: int
+def _final_uq(manifest: RunManifest, job_params: dict[str, Any], replicas: int
               ) -> dict[str, Any] | None:
     """R seeds (uq.method ensemble). Kept from the run: a predicted-spread head (loss), MC
     dropout (its passes), and a noise level the point was trained with. A bootstrap run's
     final members train on all the data (seeds only)."""
-    method = str((uq or {}).get("method", "ensemble"))
+    method, uq = manifest.uq_method, manifest.uq or {}
     record: dict[str, Any] = {"replicas": replicas, "method": "ensemble"}
     if method == "mc_dropout":
-        record.update(method="mc_dropout", samples=int((uq or {}).get("samples") or 20))
+        record.update(method="mc_dropout", samples=int(uq.get("samples") or 20))
     level = job_params.get(NOISE_PARAM)
     if method == "noise" and level:
         record.update(method="noise", noise_levels=[level],
-                      noise=str((uq or {}).get("noise") or "features"))
-    if (uq or {}).get("loss"):
-        record["loss"] = (uq or {})["loss"]
+                      noise=str(uq.get("noise") or "features"))
+    if uq.get("loss"):
+        record["loss"] = uq["loss"]
     if replicas == 1 and record["method"] == "ensemble" and "loss" not in record:
         return None
     return record

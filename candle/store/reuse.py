@@ -33,8 +33,9 @@ def reuse_results(store: RunStore, source: RunStore) -> int:
     return how many came."""
     reused = 0
     label = str(source.root)
+    states = store.states()
     for job in store.jobs():
-        if store.state(job.id) in (JobState.DONE, JobState.RUNNING):
+        if states[job.id] in (JobState.DONE, JobState.RUNNING):
             continue
         result = source.result(job.id)
         if result is None or result.get("status") != "done":

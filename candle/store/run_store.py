@@ -51,6 +51,7 @@ class RunStore:
         self._legacy_limit: float | None = None  # how old an ownerless marker may be
         self._plan: tuple[tuple[int, int, int], list[Job]] | None = None  # (stat key, jobs)
         self._index: ResultIndex | None = None
+        self._manifest: tuple[tuple[int, int, int], RunManifest] | None = None
 
     # -- creation -----------------------------------------------------------------------
     def initialise(self, sweep_text: str, manifest: RunManifest,
@@ -88,7 +89,14 @@ class RunStore:
 
     # -- reading ------------------------------------------------------------------------
     def manifest(self) -> RunManifest:
-        return read_manifest(self.root / "run.json")
+        """run.json, parsed once while it stays the same file (every write is a rename):
+        one command's readers (summary, its UQ and CV parts, a watch's refreshes) share it."""
+        path = self.root / "run.json"
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._manifest is None or self._manifest[0] != key:
+            self._manifest = (key, read_manifest(path))
+        return self._manifest[1]
 
     def jobs(self) -> Iterator[Job]:
         """The plan's jobs; read once while plan.jsonl stays the same file (a reader asks

@@ -14,7 +14,13 @@ from numpy.typing import NDArray
 
 from candle.api import PredictChunk, PredictInput
 from candle_benchmarks.expression_predict import count_rows
-from candle_benchmarks.io import NULL_VALUES, DataFileError, _arrow_reason, read_header
+from candle_benchmarks.io import (
+    NULL_VALUES,
+    DataFileError,
+    _arrow_reason,
+    data_dir,
+    read_header,
+)
 from candle_benchmarks.p1b3 import data, spread
 
 ID_COLUMNS = ("NSC", "CELLNAME")
@@ -30,9 +36,7 @@ def feature_tables(params: dict[str, Any], base_dir: Path) -> tuple[
     if params["data"] == "synthetic":
         tables = data.synthesize(params)
     else:
-        directory = Path(params["data"])
-        if not directory.is_absolute():
-            directory = Path(base_dir) / directory
+        directory = data_dir(params, base_dir)
         tables = data.read_tables(directory)
     scaling = str(params["scaling"])
     cells = {name.replace(".", ":"): i for i, name in enumerate(tables.cells.ids)}

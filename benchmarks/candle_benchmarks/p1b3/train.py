@@ -10,11 +10,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from candle.api import TrainContext
-from candle_benchmarks._horovod import current
+from candle_benchmarks._horovod import current, data_digest
 from candle_benchmarks._keras import (
     Arrays,
     configure_tensorflow,
-    data_digest,
     fit,
     make_optimizer,
 )

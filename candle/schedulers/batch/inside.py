@@ -36,7 +36,7 @@ def _supervisor(store: RunStore, *, array_task: bool) -> Supervisor:
     """The run's supervisor (candle.supervisor.run.build_supervisor) on this allocation,
     with the allocation's launcher, slots and kill grace."""
     manifest = store.manifest()
-    here = allocation_of(store)
+    here = allocation_for(manifest.resources.scheduler)
     site = load_site(manifest.site_file) if manifest.site_file else SiteConfig()
     began, deadline = allocation_window(here, manifest.resources)
     return build_supervisor(
@@ -86,10 +86,11 @@ def array_task(run_dir: Path, chunk_name: str) -> int:
     `candle run`, or the next wave of `--wait`, resumes it from its checkpoint."""
     store = RunStore(run_dir).require()
     here = allocation_of(store)
-    chunk = batch_dir(store) / chunk_name
+    folder = batch_dir(store)
+    chunk = folder / chunk_name
     index = here.array_index()
     wanted = chunk.read_text().split()[index]
-    found = chunk_job(batch_dir(store), chunk_name, index, wanted)  # not the whole plan
+    found = chunk_job(folder, chunk_name, index, wanted)  # not the whole plan
     jobs = [found] if found is not None else [
         job for job in store.jobs() if job.id == wanted]  # chunks from before issue 18
     if not jobs:
