@@ -74,7 +74,7 @@ def test_an_array_task_reads_its_chunk_not_the_plan(tmp_path: Path,
     assert [json.loads(line)["id"] for line in records] == ids  # line for line
     ran: list[list[Job]] = []
 
-    def supervisor(store: RunStore, *, array_task: bool) -> Any:
+    def supervisor(store: RunStore, here: Any, *, array_task: bool) -> Any:
         return SimpleNamespace(run=lambda jobs: ran.append(list(jobs)) or SimpleNamespace(
             checkpointed=0, stopped_by=None, failed=0, timed_out=0))
 
@@ -97,7 +97,7 @@ def test_a_chunk_from_before_still_finds_its_job_in_the_plan(
     (batch_dir(store) / chunk_records(chunk)).unlink()
     ids = (batch_dir(store) / chunk).read_text().split()
     ran: list[list[Job]] = []
-    monkeypatch.setattr(inside, "_supervisor", lambda store, array_task: SimpleNamespace(
+    monkeypatch.setattr(inside, "_supervisor", lambda store, here, array_task: SimpleNamespace(
         run=lambda jobs: ran.append(list(jobs)) or SimpleNamespace(
             checkpointed=0, stopped_by=None, failed=0, timed_out=0)))
     monkeypatch.setattr(inside, "allocation_of", lambda s: FakeAllocation(2))

@@ -301,8 +301,8 @@ def test_the_manifest_carries_job_timeout_to_the_allocations_supervisor(
         built = build_supervisor(store, manifest, LocalLauncher(), pool, threads=1,
                                  deadline=None, array_task=array_task)
         assert built.job_timeout == 10.0
-    monkeypatch.setattr(inside, "allocation_of", lambda store: FakeAllocation())
-    assert inside._supervisor(store, array_task=False).job_timeout == 10.0
+    here = FakeAllocation()
+    assert inside._supervisor(store, here, array_task=False).job_timeout == 10.0
 
 
 @pytest.mark.slow

@@ -32,11 +32,10 @@ def allocation_window(here: Allocation, resources: Resources) -> tuple[float, fl
     return end - limit, end
 
 
-def _supervisor(store: RunStore, *, array_task: bool) -> Supervisor:
+def _supervisor(store: RunStore, here: Allocation, *, array_task: bool) -> Supervisor:
     """The run's supervisor (candle.supervisor.run.build_supervisor) on this allocation,
     with the allocation's launcher, slots and kill grace."""
     manifest = store.manifest()
-    here = allocation_for(manifest.resources.scheduler)
     site = load_site(manifest.site_file) if manifest.site_file else SiteConfig()
     began, deadline = allocation_window(here, manifest.resources)
     return build_supervisor(
@@ -59,9 +58,10 @@ def supervise(run_dir: Path) -> Outcome:
     store = RunStore(run_dir).require()
     with store.supervisor_lock():
         prune_expired(store.root)  # leases of supervisors that died hard
-        supervisor = _supervisor(store, array_task=False)
+        here = allocation_of(store)
+        supervisor = _supervisor(store, here, array_task=False)
         outcome = supervisor.run(job_source(store))
-        this_job = allocation_of(store).this_job()
+        this_job = here.this_job()
         if outcome.fatal:  # every job would repeat it: no continuation
             _say(f"stopped: {outcome.fatal}; fix search.metric (or the model) and run again")
             return outcome
@@ -95,7 +95,7 @@ def array_task(run_dir: Path, chunk_name: str) -> int:
         job for job in store.jobs() if job.id == wanted]  # chunks from before issue 18
     if not jobs:
         raise SystemExit(f"{chunk}: job {wanted} is not in the run's plan")
-    outcome = _supervisor(store, array_task=True).run(jobs)
+    outcome = _supervisor(store, here, array_task=True).run(jobs)
     if outcome.checkpointed and outcome.stopped_by != "fail-fast":
         if here.CAN_REQUEUE:
             task = here.this_task()
