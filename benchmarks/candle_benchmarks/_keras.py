@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -130,16 +131,22 @@ class Checkpoints:
       variables, only where `optimizer_state_matters`) and ``state.json`` (the epoch, the
       history, the learning rate and step count). ``ckpt_every`` says how often
       (`checkpoint_interval`); a drain always saves first, so it never repeats an epoch.
-    - once it is done: ``model.keras`` (the model as trained at the end, the one the
+    - once it is done: ``model.keras`` alone (the model as trained at the end, the one the
       result's metrics describe, without optimizer state: what `candle predict` and
-      `candle train --from` load) and ``state.json`` naming it. About 1× the weights.
+      `candle train --from` load), about 1× the weights. Its state (the final
+      ``state.json``: epoch, history, ...) rides inside it, as the zip member
+      ``candle-state.json`` that Keras' loader ignores: a job killed after it was written
+      but before its result still reports without training again, and a done job keeps
+      one file here, not two (issue 18: at most 5 files per finished job).
 
-    Every file is written to a temporary name, fsynced and renamed; state.json is written
-    (atomically) last and older files are removed only after it, so a kill at any moment
-    leaves the previous checkpoint or the new one, never a torn one.
+    Every file is written to a temporary name, fsynced and renamed; state.json (or the
+    final model, with its state) is written last and older files are removed only after
+    it, so a kill at any moment leaves the previous checkpoint or the new one, never a torn
+    one.
     """
 
     FINAL = "model.keras"
+    FINAL_STATE = "candle-state.json"  # the final state, a member of model.keras' zip
 
     def __init__(self, job_dir: Path, keep: int, every: Any = "auto") -> None:
         self.dir = Path(job_dir) / "ckpt"
@@ -154,12 +161,21 @@ class Checkpoints:
         self.expected_bytes = 0  # of one save (`expect`): auto's guess before the first
 
     def latest(self) -> dict[str, Any] | None:
+        """The newest complete checkpoint's state (the final model's on a tie), or None."""
+        found: list[dict[str, Any]] = []
+        final = final_state(self.dir)
+        if final is not None:
+            found.append(final)
         try:
-            state: dict[str, Any] = json.loads((self.dir / "state.json").read_text())
+            state = json.loads((self.dir / "state.json").read_text())
         except (OSError, ValueError):
-            return None
-        files = [state.get("file"), state.get("optimizer")]
-        return state if all((self.dir / f).is_file() for f in files if f) else None
+            state = None
+        if isinstance(state, dict) and all(
+                (self.dir / f).is_file() for f in (state.get("file"), state.get("optimizer"))
+                if f):
+            found.append(state)
+        return max(found, key=lambda s: (int(s.get("epoch", 0)), bool(s.get("final"))),
+                   default=None)
 
     def due(self, epoch: int) -> bool:
         """Whether epoch ``epoch``'s end is time for a periodic checkpoint."""
@@ -216,10 +232,16 @@ class Checkpoints:
         # optimizer's slots too (include_optimizer is not an option of the format).
         bare = tf.keras.models.clone_model(model)
         bare.set_weights(model.get_weights())
-        self._write(self.FINAL, lambda path: bare.save(path))
-        self._commit(epoch, self.FINAL, None, history, model.optimizer, final=True)
+        state = self._state(epoch, self.FINAL, None, history, model.optimizer, final=True)
+
+        def write(path: Path) -> None:
+            bare.save(path)
+            with zipfile.ZipFile(path, "a") as archive:
+                archive.writestr(self.FINAL_STATE, json.dumps(state))
+
+        self._write(self.FINAL, write)
         for old in self.dir.iterdir():
-            if old.name not in (self.FINAL, "state.json"):
+            if old.name != self.FINAL:
                 if old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
                 else:
@@ -256,14 +278,19 @@ class Checkpoints:
             tf.keras.backend.set_value(optimizer.learning_rate, float(state["learning_rate"]))
 
     def _commit(self, epoch: int, name: str, slots: str | None, history: dict[str, Any],
-                optimizer: Any, final: bool = False) -> None:
+                optimizer: Any) -> None:
+        atomic_write_json(self.dir / "state.json",
+                          self._state(epoch, name, slots, history, optimizer))
+
+    @staticmethod
+    def _state(epoch: int, name: str, slots: str | None, history: dict[str, Any],
+               optimizer: Any, final: bool = False) -> dict[str, Any]:
         import tensorflow as tf
 
-        state = {"epoch": epoch, "file": name, "optimizer": slots, "final": final,
-                 "learning_rate": float(tf.keras.backend.get_value(optimizer.learning_rate)),
-                 "iterations": int(tf.keras.backend.get_value(optimizer.iterations)),
-                 "history": history}
-        atomic_write_json(self.dir / "state.json", state)
+        return {"epoch": epoch, "file": name, "optimizer": slots, "final": final,
+                "learning_rate": float(tf.keras.backend.get_value(optimizer.learning_rate)),
+                "iterations": int(tf.keras.backend.get_value(optimizer.iterations)),
+                "history": history}
 
     def _write(self, name: str, write: Callable[[Path], Any]) -> None:
         tmp = self.dir / f".{name}.tmp{Path(name).suffix}"  # Keras: format by suffix
@@ -275,6 +302,16 @@ class Checkpoints:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def final_state(ckpt_dir: Path) -> dict[str, Any] | None:
+    """The state a done job's ``model.keras`` carries (Checkpoints.finish), or None."""
+    try:
+        with zipfile.ZipFile(Path(ckpt_dir) / Checkpoints.FINAL) as archive:
+            state = json.loads(archive.read(Checkpoints.FINAL_STATE))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def _save_arrays(path: Path, values: list[NDArray[Any]]) -> None:

@@ -47,25 +47,24 @@ class RunStatus:
 def collect_status(store: RunStore, tail_lines: int = 8) -> RunStatus:
     store.require()
     status = RunStatus(name=store.manifest().name, total=0)
-    results = store.results()  # opens only the results new since the cache's last refresh
-    states = store.states(results)
-    for job in store.jobs():
-        status.total += 1
-        state = states[job.id]
-        status.counts[state] += 1
-        if state is JobState.RUNNING:
-            status.running.append(job)
-        elif state is JobState.LOST:
-            status.lost.append(job.id)
-        elif state.failed:  # failed, or timed out
-            result = results.get(job.id) or {}
-            status.failures.append(Failure(
-                job_id=job.id,
-                error=str(result.get("error", "unknown error")),
-                attempt=int(result.get("attempt", 0)),
-                log_tail=store.log_tail(job.id, tail_lines) if tail_lines > 0 else [],
-                state=state.value,
-            ))
+    states = store.states()  # opens only the results new since the cache's last refresh
+    status.total = len(states)
+    status.counts.update(states.values())
+    failed = [job_id for job_id, state in states.items() if state.failed]
+    running = {job_id for job_id, state in states.items() if state is JobState.RUNNING}
+    status.lost = [job_id for job_id, state in states.items() if state is JobState.LOST]
+    if running:
+        status.running = [job for job in store.jobs() if job.id in running]
+    results = store.cached_results(failed)  # only the shards that hold failures
+    for job_id in failed:
+        result = results.get(job_id) or {}
+        status.failures.append(Failure(
+            job_id=job_id,
+            error=str(result.get("error", "unknown error")),
+            attempt=int(result.get("attempt", 0)),
+            log_tail=store.log_tail(job_id, tail_lines) if tail_lines > 0 else [],
+            state=states[job_id].value,
+        ))
     return status
 
 

@@ -3,14 +3,11 @@ for a UQ run each point's ensemble numbers, for a CV run its metric per fold."""
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from candle.reporting.cv import FoldTable, Results, fold_table, mean_std
+from candle.reporting.cv import FoldTable, Results, Tally, fold_table, mean_std, tally
 from candle.spec.model import direction_sign
-from candle.state import JobState
 from candle.store.run_store import RunStore
 
 if TYPE_CHECKING:
@@ -63,44 +60,30 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
     store.require()
     manifest = store.manifest()
     metric, direction = manifest.metric, manifest.direction
-    values: dict[int, list[float]] = defaultdict(list)
-    params: dict[int, dict[str, Any]] = {}
-    failed: dict[int, int] = defaultdict(int)
-    pending: dict[int, int] = defaultdict(int)
     if results is None:  # opens only the results new since the cache's last refresh
         results = store.results()
-    for job in store.jobs():
-        params.setdefault(job.point, job.point_params)
-        result = results.get(job.id)
-        if result is not None and result.get("status") == JobState.DONE:
-            value = result.get("metrics", {}).get(metric)
-            if isinstance(value, int | float) and math.isfinite(value):
-                values[job.point].append(float(value))
-            else:
-                failed[job.point] += 1
-        elif result is not None:
-            failed[job.point] += 1
-        else:
-            pending[job.point] += 1  # not finished: pending or running
+    counted = tally(store, results, metric)
     rows = []
-    for point, point_params in params.items():
-        if values[point]:
-            mean, std = mean_std(values[point])
-            rows.append(PointRow(point, point_params, mean, std, len(values[point]),
-                                 failed[point], pending[point]))
+    for point, point_params in counted.params.items():
+        values = counted.values.get(point)
+        failed, pending = counted.failed.get(point, 0), counted.pending.get(point, 0)
+        if values:
+            mean, std = mean_std(values)
+            rows.append(PointRow(point, point_params, mean, std, len(values), failed,
+                                 pending))
         else:
-            rows.append(PointRow(point, point_params, None, None, 0, failed[point],
-                                 pending[point]))
+            rows.append(PointRow(point, point_params, None, None, 0, failed, pending))
     sign = direction_sign(direction)
     rows.sort(key=lambda r: (r.mean is None, sign * (r.mean or 0.0), r.point))
     if rows and rows[0].mean is not None:
         rows[0].best = True
     summary = Summary(metric, direction, rows)
-    _add_uq_and_folds(store, summary, results)
+    _add_uq_and_folds(store, summary, results, counted)
     return summary
 
 
-def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results) -> None:
+def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results,
+                      counted: Tally) -> None:
     from candle.uq import summarise_uq
 
     by_point = {r.point: r for r in summary.rows}
@@ -111,7 +94,7 @@ def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results) -> No
         for row in summary.uq_rows:
             by_point[row.point].uq = row.to_dict()
             summary.uq_kind = row.kind
-    summary.fold_table = fold_table(store, results)
+    summary.fold_table = fold_table(store, results, counted)
     if summary.fold_table is not None:
         summary.fold_assignments = summary.fold_table.assignments
         for fold_row in summary.fold_table.rows:

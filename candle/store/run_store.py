@@ -31,7 +31,7 @@ from candle.store.atomic import atomic_write_json, atomic_write_text, read_json
 from candle.store.journal_file import append_records, read_records
 from candle.store.lease import CLOCK_SKEW_SECONDS, fresh, read_expiry
 from candle.store.manifest import RunManifest, read_manifest
-from candle.store.plan_cache import load_plan
+from candle.store.plan_cache import Plan, load_plan
 from candle.store.results_index import ResultIndex
 
 RESULT = "result.json"
@@ -49,7 +49,7 @@ class RunStore:
         self.root = Path(root)
         self._leases: dict[str, tuple[float, float | None]] = {}  # owner: (read at, expiry)
         self._legacy_limit: float | None = None  # how old an ownerless marker may be
-        self._plan: tuple[tuple[int, int, int], list[Job]] | None = None  # (stat key, jobs)
+        self._plan: tuple[tuple[int, int, int], Plan] | None = None  # (stat key, plan)
         self._index: ResultIndex | None = None
         self._manifest: tuple[tuple[int, int, int], RunManifest] | None = None
 
@@ -102,33 +102,58 @@ class RunStore:
         """The plan's jobs; read once while plan.jsonl stays the same file (a reader asks
         for them several times, a poll once per refresh), from its columnar copy where
         that is of this plan.jsonl (candle.store.plan_cache)."""
+        return iter(self.plan().jobs())
+
+    def job_ids(self) -> list[str]:
+        """The plan's job ids, in plan order (without building its Jobs)."""
+        return self.plan().ids
+
+    def plan(self) -> Plan:
+        """The plan's columns (candle.store.plan_cache.Plan): a reader of 10^5 jobs that
+        needs ids, points and folds only does not build the Jobs."""
         path = self.root / "plan.jsonl"
         stat = path.stat()
         key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if self._plan is None or self._plan[0] != key:
             self._plan = (key, load_plan(self.root, key))  # index/plan.json, else parsed
-        return iter(self._plan[1])
+        return self._plan[1]
 
     def results(self) -> dict[str, dict[str, Any] | None]:
         """Every planned job's result, slim (status, metrics, error, attempt, fold_assignment:
         what the tables read; results_index.KEPT), None where
         not finished: from the reader-side cache (candle.store.results_index), so a second
         call opens only the results written since the first."""
+        return self._results_index().results(self.job_ids())
+
+    def statuses(self) -> dict[str, Any]:
+        """Every planned job's result status (None: no result yet), through the same cache,
+        without loading any metrics (a `--wait` poll, `candle status`)."""
+        return self._results_index().statuses(self.job_ids())
+
+    def cached_results(self, job_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """These jobs' slim results as of the last ``results`` / ``statuses`` / ``states``
+        (no refresh; only their shards of the cache are loaded)."""
+        return self._results_index().cached(job_ids)
+
+    def _results_index(self) -> ResultIndex:
         if self._index is None:
             self._index = ResultIndex(self.root)
-        return self._index.results([job.id for job in self.jobs()])
+        return self._index
 
     def states(self, results: dict[str, dict[str, Any] | None] | None = None
                ) -> dict[str, JobState]:
-        """Every planned job's state (as ``state``) from ``results`` (default: ``results()``);
-        only the jobs with a directory and no result have their marker read."""
+        """Every planned job's state (as ``state``) from ``results`` (default: the cached
+        statuses); only the jobs with a directory and no result have their marker read."""
         if results is None:
-            results = self.results()
+            statuses = self.statuses()
+        else:
+            statuses = {job_id: None if result is None else result.get("status") or ""
+                        for job_id, result in results.items()}
         present = self._index.present if self._index is not None else None
         states = {}
-        for job_id, result in results.items():
-            if result is not None:
-                states[job_id] = state_of(result)
+        for job_id, status in statuses.items():
+            if status is not None:
+                states[job_id] = state_from_status(status)
             elif present is not None and job_id not in present:
                 states[job_id] = JobState.PENDING  # never launched: no directory
             else:
@@ -295,11 +320,18 @@ class RunStore:
             handle.close()
 
 
+_ENDED = {s.value: s for s in (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED,
+                               JobState.TIMEOUT)}
+
+
 def state_of(result: dict[str, Any]) -> JobState:
     """The state a job's result says: its status where that is an end, else failed."""
-    status = str(result.get("status"))
-    ended = (JobState.DONE, JobState.PRUNED, JobState.INTERRUPTED, JobState.TIMEOUT)
-    return JobState(status) if status in ended else JobState.FAILED
+    return state_from_status(result.get("status"))
+
+
+def state_from_status(status: Any) -> JobState:
+    """A result's status as a state: the end it names, else failed."""
+    return _ENDED.get(status, JobState.FAILED) if isinstance(status, str) else JobState.FAILED
 
 
 def pid_alive(pid: Any) -> bool:

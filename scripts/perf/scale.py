@@ -1,6 +1,7 @@
 """Benchmark (issue 18): how the readers of a run directory grow with its number of jobs.
 
-    python scripts/perf/scale.py --jobs 10000 [--keep DIR] [--cold] [--plan-jobs 1000000]
+    python scripts/perf/scale.py --jobs 1000 10000 100000 [--keep DIR] [--cold]
+        [--plan-jobs 1000000] [--plot docs/figures/scale.png]
 
 Builds a run directory of N finished jobs (a grid of N/5 points, a x b, x 5 CV folds) through the
 code jobs use (without their fsyncs unless --fsync): ``RunStore.initialise`` (timed), then
@@ -11,7 +12,8 @@ untimed run; --cold: after `echo 3 > /proc/sys/vm/drop_caches`, root only, else 
 skipped), `candle plan` of a --plan-jobs grid, and counts the files each reader opens
 (an audit hook on "open" events, in process): summary, status, and two successive polls
 (`--wait`'s progress count) with one more job finished in between.
-With --keep DIR the run directory stays (reusable: an existing DIR is not rebuilt).
+With --keep DIR the run directories stay, as DIR/jobs-N (reused: an existing one is not
+rebuilt); --plot writes the readers' times against N (log-log).
 """
 
 from __future__ import annotations
@@ -178,47 +180,97 @@ def opens(run_dir: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def measure(jobs: int, run_dir: Path, tmp: Path, args: argparse.Namespace
+            ) -> tuple[list[tuple[str, str]], dict[str, float]]:
+    """The rows printed for one N, and the timings plotted."""
+    rows: list[tuple[str, str]] = []
+    times: dict[str, float] = {}
+    if RunStore(run_dir).exists():
+        rows.append(("build", f"reused {run_dir}"))
+    else:
+        built = build(run_dir, jobs, tmp, args.fsync)
+        rows += [("initialise", f"{built['initialise_s']:.2f} s"),
+                 ("write N finished jobs", f"{built['write_jobs_s']:.1f} s")]
+        times["initialise"] = built["initialise_s"]
+    files = sum(len(f) for _, _, f in os.walk(run_dir / "jobs"))
+    rows.append(("files under jobs/", f"{files} ({files / jobs:.1f} per job)"))
+    for name, (count, results) in opens(run_dir).items():
+        rows.append((f"files opened: {name}", f"{count} ({results} result.json)"))
+    for name in ("summary", "status"):
+        argv = [*CANDLE, name, str(run_dir)]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)  # warm
+        times[f"{name}, warm"] = timed(argv)
+        rows.append((f"candle {name} (warm)", f"{times[f'{name}, warm']:.2f} s"))
+        if args.cold:
+            took = cold(argv)
+            rows.append((f"candle {name} (cold)",
+                         "skipped (not root)" if took is None else f"{took:.2f} s"))
+            if took is not None:
+                times[f"{name}, cold"] = took
+    return rows, times
+
+
+def plot(figures: dict[int, dict[str, float]], path: Path) -> None:
+    """Seconds against N, log-log, one line per reader (and initialise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(figures)
+    names = sorted({k for f in figures.values() for k in f})
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in names:
+        have = [n for n in sizes if name in figures[n]]
+        ax.plot(have, [figures[n][name] for n in have], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("finished jobs in the run directory (N)")
+    ax.set_ylabel("seconds")
+    ax.set_title("candle readers against N (scripts/perf/scale.py)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--keep", type=Path, help="build (or reuse) the run directory here")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1000],
+                        help="one or more run sizes (N)")
+    parser.add_argument("--keep", type=Path,
+                        help="build (or reuse) the run directories here (DIR/jobs-N)")
     parser.add_argument("--cold", action="store_true", help="also time after dropping caches")
     parser.add_argument("--fsync", action="store_true",
                         help="build with the writers' fsyncs (slow; default: skipped)")
     parser.add_argument("--plan-jobs", type=int, default=0,
                         help="also time `candle plan` of a grid of this many jobs")
+    parser.add_argument("--plot", type=Path, help="write the growth (time against N) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
-        run_dir = (args.keep or tmp / "run").resolve()
-        rows: list[tuple[str, str]] = [("jobs", str(args.jobs))]
-        if RunStore(run_dir).exists():
-            rows.append(("build", f"reused {run_dir}"))
-        else:
-            built = build(run_dir, args.jobs, tmp, args.fsync)
-            rows += [("initialise", f"{built['initialise_s']:.2f} s"),
-                     ("write N finished jobs", f"{built['write_jobs_s']:.1f} s")]
-        files = sum(len(f) for _, _, f in os.walk(run_dir / "jobs"))
-        rows.append(("files under jobs/", f"{files} ({files / args.jobs:.1f} per job)"))
-        for name, (count, results) in opens(run_dir).items():
-            rows.append((f"files opened: {name}", f"{count} ({results} result.json)"))
-        for name in ("summary", "status"):
-            argv = [*CANDLE, name, str(run_dir)]
-            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)  # warm
-            rows.append((f"candle {name} (warm)", f"{timed(argv):.2f} s"))
-            if args.cold:
-                took = cold(argv)
-                rows.append((f"candle {name} (cold)",
-                             "skipped (not root)" if took is None else f"{took:.2f} s"))
-        rows.append(("candle --version (start-up)",
-                     f"{timed([*CANDLE, '--version']):.2f} s"))
+        table: dict[str, dict[int, str]] = {}
+        figures: dict[int, dict[str, float]] = {}
+        for jobs in args.jobs:
+            run_dir = ((args.keep or tmp) / f"jobs-{jobs}").resolve()
+            rows, figures[jobs] = measure(jobs, run_dir, tmp, args)
+            for key, value in rows:
+                table.setdefault(key, {})[jobs] = value
+        extra = [("candle --version (start-up)", f"{timed([*CANDLE, '--version']):.2f} s")]
         if args.plan_jobs:
             plan = sweep_file(tmp, args.plan_jobs)
-            rows.append((f"candle plan ({args.plan_jobs} jobs)",
-                         f"{timed([*CANDLE, 'plan', str(plan)], repeat=1):.2f} s"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
+            extra.append((f"candle plan ({args.plan_jobs} jobs)",
+                          f"{timed([*CANDLE, 'plan', str(plan)], repeat=1):.2f} s"))
+    width = max(len(k) for k in [*table, *(k for k, _ in extra)])
+    print(f"{'N':<{width}}  " + "  ".join(f"{n:>24}" for n in args.jobs))
+    for key, values in table.items():
+        print(f"{key:<{width}}  " + "  ".join(f"{values.get(n, ''):>24}" for n in args.jobs))
+    for key, value in extra:
         print(f"{key:<{width}}  {value}")
+    if args.plot:
+        plot(figures, args.plot)
+        print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":

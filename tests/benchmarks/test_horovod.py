@@ -6,6 +6,7 @@ of the data, and the reported metrics are the average of the ranks' different lo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from candle.store import RunStore
 from candle.store.atomic import atomic_write_json
+from candle_benchmarks._keras import final_state
 from tests.conftest import run_candle
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -56,15 +58,16 @@ def test_two_ranks_stay_in_lock_step_and_average_metrics(tmp_path: Path) -> None
     assert result["train_samples"] == 640  # 800 samples, 20% held out, both shards
     # Only rank 0 wrote: one result, one final model (the log holds both ranks' output).
     ckpt = store.job_dir(job.id) / "ckpt"
-    assert sorted(p.name for p in ckpt.iterdir()) == ["model.keras", "state.json"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.keras"]
 
     # Resume under Horovod: pretend the job died after epoch 4 (the final model standing in
     # for its weights); every rank must load the checkpoint rank 0 chose and stay in
     # lock-step. (tests/benchmarks/test_checkpoints.py: optimizer state, exactness.)
-    state_file = ckpt / "state.json"
-    state = json.loads(state_file.read_text())
+    state = final_state(ckpt) or {}
     history = {k: v[:4] for k, v in state["history"].items()}
-    atomic_write_json(state_file, {"epoch": 4, "file": "model.keras", "history": history})
+    os.replace(ckpt / "model.keras", ckpt / "epoch-0004.keras")  # no final state: plain
+    atomic_write_json(ckpt / "state.json", {"epoch": 4, "file": "epoch-0004.keras",
+                                            "history": history})
     (store.job_dir(job.id) / "result.json").unlink()
     proc = run_candle("run", str(tmp_path / "hvd2.yaml"), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -135,4 +138,4 @@ def test_a_drained_two_rank_job_checkpoints_and_resumes(tmp_path: Path) -> None:
     result = store.result(job.id) or {}
     assert result["resumed_from_epoch"] == step and result["epochs_run"] == epochs - step
     assert len({r["weights"] for r in result["horovod"]["ranks"]}) == 1
-    assert sorted(p.name for p in ckpt.iterdir()) == ["model.keras", "state.json"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.keras"]

@@ -97,10 +97,9 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:
     assert result["resumed_from_epoch"] == killed_at
     assert result["epochs_run"] == 6 - killed_at
     assert len(result["history"]["loss"]) == 6
-    # Done: the final model, which the result names, and the state naming it; no more.
+    # Done: the final model, which the result names (its state inside it); no more.
     assert result["model_file"] == "ckpt/model.keras"
-    assert sorted(p.name for p in (job_dir / "ckpt").iterdir()) == ["model.keras",
-                                                                     "state.json"]
+    assert sorted(p.name for p in (job_dir / "ckpt").iterdir()) == ["model.keras"]
 
 
 @pytest.mark.slow

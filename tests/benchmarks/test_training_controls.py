@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from candle.benchmark import get_benchmark
 from candle.job.runner import execute
 from candle.plan.jobs import Job
 from candle.store import RunStore
+from candle_benchmarks._keras import final_state
 from tests.conftest import run_candle
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -83,10 +85,12 @@ def test_a_resume_keeps_the_early_stopping_decision(tmp_path: Path) -> None:
     # Killed after epoch 2: the counter carries over, so one more epoch and stop (Keras'
     # own EarlyStopping would start counting afresh and train two more). (A done job keeps
     # its final model only: it stands in for epoch 2's weights here.)
-    state_file = tmp_path / "ckpt" / "state.json"
-    state = json.loads(state_file.read_text())
+    ckpt = tmp_path / "ckpt"
+    state = final_state(ckpt) or {}
     history = {k: v[:2] for k, v in state["history"].items()}
-    atomic_write_json(state_file, {"epoch": 2, "file": "model.keras", "history": history})
+    os.replace(ckpt / "model.keras", ckpt / "epoch-0002.keras")  # no final state: plain
+    atomic_write_json(ckpt / "state.json", {"epoch": 2, "file": "epoch-0002.keras",
+                                            "history": history})
     resumed = train("nt3", tmp_path, **over)
     assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 1
     assert resumed["stopped_early_at"] == 3 and resumed["best_epoch"] == 1

@@ -58,6 +58,21 @@ def test_best_is_the_point_the_summary_ranks_first(demo_run: Path) -> None:
     assert table.startswith(f"best point {best['point']} of {demo_run} (val_loss, minimize)")
 
 
+# What a finished job keeps (issue 18: at most 5 files): its input, its log, its result,
+# the model `candle predict` loads (its final checkpoint state inside it), and its
+# TensorBoard events. Checkpoints of the epochs and their state.json are gone.
+KEPT_FILES = ["ckpt/model.keras", "log.txt", "params.json", "result.json",
+              "tb/events.out.tfevents.candle"]
+
+
+def test_a_finished_job_keeps_five_files(demo_run: Path) -> None:
+    folders = sorted((demo_run / "jobs").iterdir())
+    assert len(folders) == 8
+    for folder in folders:
+        kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        assert kept == KEPT_FILES, folder
+
+
 def test_final_model_card(final_model: Path, demo_run: Path) -> None:
     best = best_of(demo_run)
     card = json.loads((final_model / "model.json").read_text())

@@ -16,6 +16,7 @@ import pytest
 from candle.benchmark import TrainContext, get_benchmark
 from candle.store import RunStore
 from candle.store.model_card import CardMember, ModelCard
+from candle_benchmarks._keras import final_state
 from tests.conftest import ROOT, run_candle, write
 
 pytestmark = pytest.mark.slow
@@ -190,7 +191,7 @@ def train_p1b3(root: Path, loss: str, seeds: tuple[int, ...]) -> Path:
     for replica, seed in enumerate(seeds):
         job_dir = model_dir / f"job{replica}"
         train(dict(params), TrainContext(job_dir=job_dir, seed=seed, replica=replica, uq=uq))
-        state = json.loads((job_dir / "ckpt" / "state.json").read_text())
+        state = final_state(job_dir / "ckpt") or {}
         members.append(CardMember(f"job{replica}", replica, seed, f"job{replica}/ckpt/"
                                   f"{state['file']}"))
     ModelCard("p1b3", params, tuple(members), {}, {}, str(ROOT), uq=uq).write(model_dir)

@@ -47,8 +47,13 @@ def results_in(paths: list[str]) -> list[str]:
     return [p for p in paths if p.endswith("result.json")]
 
 
-def make_run(root: Path, finished: int, pending: int = 0) -> RunStore:
-    jobs = [Job(f"{i:012x}", i // 3, {"x": i // 3}, {"x": i // 3}, None, None, i % 3, i)
+def job_id(i: int, spread: bool = False) -> str:
+    """Job i's id; ``spread``: over all 16 shards of the cache, as hashed ids are."""
+    return f"{i % 16:x}{i:011x}" if spread else f"{i:012x}"
+
+
+def make_run(root: Path, finished: int, pending: int = 0, spread: bool = False) -> RunStore:
+    jobs = [Job(job_id(i, spread), i // 3, {"x": i // 3}, {"x": i // 3}, None, None, i % 3, i)
             for i in range(finished + pending)]
     store = RunStore(root)
     store.initialise("", RunManifest(
@@ -98,20 +103,43 @@ def test_a_new_command_reads_the_cache_not_the_results(run: RunStore) -> None:
     assert best.point == 0 and best.mean == pytest.approx(0.1)
 
 
-def test_the_cache_follows_retries_edits_and_deletions(run: RunStore) -> None:
+def test_the_cache_follows_retries_and_deletions(run: RunStore) -> None:
     summarise(RunStore(run.root))
     jobs = list(run.jobs())
-    failed, edited, deleted = jobs[0], jobs[1], jobs[2]
-    run.write_result(failed.id, {"status": "failed", "error": "boom", "attempt": 1})
-    # A later command sees a result changed by hand (each settled one is stat'ed again).
-    status = collect_status(RunStore(run.root), tail_lines=0)
+    retried, deleted = jobs[JOBS], jobs[2]  # a job not finished yet; a done one
+    run.write_params(retried)
+    run.write_result(retried.id, {"status": "failed", "error": "boom", "attempt": 1})
+    status = collect_status(RunStore(run.root), tail_lines=0)  # a later command
     assert [f.error for f in status.failures] == ["boom"]
-    run.clear_result(failed.id)  # a retry: the failure moves to attempts.jsonl
-    run.write_result(edited.id, {"status": "done", "metrics": {"val_loss": 9.0}})
+    run.clear_result(retried.id)  # a retry: the failure moves to attempts.jsonl
+    assert collect_status(RunStore(run.root), tail_lines=0).failures == []
+    run.write_result(retried.id, {"status": "done", "metrics": {"val_loss": 9.0}})
     shutil.rmtree(run.job_dir(deleted.id))
     status = collect_status(RunStore(run.root), tail_lines=0)
     assert status.failures == []
-    assert status.counts[JobState.DONE] == JOBS - 2
+    assert status.counts[JobState.DONE] == JOBS  # one more done, one deleted
+    assert RunStore(run.root).results()[retried.id] == {"status": "done",
+                                                       "metrics": {"val_loss": 9.0}}
+
+
+def test_a_done_result_is_trusted_while_its_job_directory_stays(run: RunStore) -> None:
+    """candle never replaces a done result, so later commands do not stat it (a cold
+    10^5-job summary would spend most of its time there); a job directory made anew is
+    read again, and a result edited by hand in place is seen once index/ is deleted."""
+    RunStore(run.root).results()
+    edited, remade = list(run.jobs())[1:3]
+    run.write_result(edited.id, {"status": "done", "metrics": {"val_loss": 9.0}})
+    aside = run.root / "aside"  # kept until the new directory exists: a new inode
+    os.replace(run.job_dir(remade.id), aside)
+    run.write_params(remade)
+    run.write_result(remade.id, {"status": "done", "metrics": {"val_loss": 7.0}})
+    shutil.rmtree(aside)
+    opens = opened(lambda: RunStore(run.root).results(), run.root)
+    assert results_in(opens) == [str(run.job_dir(remade.id) / "result.json")]
+    results = RunStore(run.root).results()
+    assert results[remade.id] == {"status": "done", "metrics": {"val_loss": 7.0}}
+    assert results[edited.id] == {"status": "done", "metrics": {"val_loss": 0.1}}  # trusted
+    shutil.rmtree(run.root / "index")
     assert RunStore(run.root).results()[edited.id] == {"status": "done",
                                                       "metrics": {"val_loss": 9.0}}
 
@@ -172,3 +200,40 @@ def test_a_status_watch_refresh_opens_no_result(run: RunStore) -> None:
     assert results_in(again) == []
     assert len(again) <= 3  # run.json (the manifest), and no result or marker
     assert take_snapshot(run).finished == JOBS
+
+
+def test_status_reads_the_states_not_the_results(tmp_path: Path) -> None:
+    """`candle status` and a `--wait` poll need states: the results files (metrics) stay
+    closed; a failure's error comes from its own shard only."""
+    run = make_run(tmp_path / "run", JOBS, pending=5, spread=True)
+    RunStore(run.root).results()
+    paths = opened(lambda: collect_status(RunStore(run.root), tail_lines=0), run.root)
+    assert [p for p in paths if "/index/results-" in p] == []
+    assert len([p for p in paths if "/index/states-" in p]) == 16
+    failing = next(j for j in run.jobs() if j.id == job_id(JOBS, spread=True))
+    run.write_params(failing)
+    run.write_result(failing.id, {"status": "failed", "error": "boom", "attempt": 2})
+    store = RunStore(run.root)
+    paths = opened(lambda: collect_status(store, tail_lines=0), run.root)
+    shard = f"/index/results-{failing.id[0]}.json"
+    assert {p[p.index("/index/"):] for p in paths if "/index/results-" in p} == {shard}
+    assert [(f.job_id, f.error, f.attempt) for f in collect_status(store, 0).failures] == [
+        (failing.id, "boom", 2)]
+
+
+def test_a_results_file_of_another_generation_is_rebuilt(tmp_path: Path) -> None:
+    """A reader killed between writing a shard's results file and its states file: the
+    two disagree, and that shard's results are read again from result.json (only it)."""
+    run = make_run(tmp_path / "run", JOBS, spread=True)
+    want = RunStore(run.root).results()
+    path = run.root / "index" / "results-0.json"
+    data = json.loads(path.read_text())
+    data["generation"] = "another"
+    path.write_text(json.dumps(data))
+    in_shard = [job_id for job_id, result in want.items() if job_id[0] == "0" and result]
+    store = RunStore(run.root)
+    paths = opened(lambda: store.results(), run.root)
+    assert sorted(results_in(paths)) == sorted(
+        str(run.job_dir(job_id) / "result.json") for job_id in in_shard)
+    assert store.results() == want
+    assert results_in(opened(lambda: RunStore(run.root).results(), run.root)) == []

@@ -7,7 +7,6 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,7 +17,7 @@ from candle.schedulers.batch.backend import Provider, backend_for
 from candle.schedulers.batch.submit import Submission, backend_of, plan_and_submit, submissions
 from candle.spec.model import Sweep
 from candle.state import JobState
-from candle.store.run_store import RunStore, state_of
+from candle.store.run_store import RunStore
 from candle.supervisor.run import run_meta
 
 POLL_FIRST_S = 2.0
@@ -165,20 +164,16 @@ def follow(store: RunStore, name: str, console: Console, trials: int | None = No
 
 
 def _not_done(store: RunStore) -> int:
-    return sum(1 for result in store.results().values() if not _done(result))
+    return sum(1 for status in store.statuses().values() if status != JobState.DONE)
 
 
 def _finished(store: RunStore, trials: int | None) -> int:
     """Jobs done (trials told): a poll opens only the results new since the last one."""
     if trials is None:
-        return sum(1 for result in store.results().values() if _done(result))
+        return sum(1 for status in store.statuses().values() if status == JobState.DONE)
     from candle.adaptive.study import told_trials
 
     return told_trials(store.root, store.manifest().name)
-
-
-def _done(result: dict[str, Any] | None) -> bool:
-    return result is not None and state_of(result) is JobState.DONE
 
 
 def _ended(backend: Provider, states: dict[str, AllocState], job_id: str) -> bool:
