@@ -307,10 +307,10 @@ def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None
     if store.manifest().optuna:
         _study_summary(store, fmt, top, plot)
         return
-    from candle.reporting import summarise
     from candle.reporting.render import SUMMARY_ROWS, print_summary, summary_csv
+    from candle.reporting.summary_cache import summarise_cached
 
-    result = summarise(store)
+    result = summarise_cached(store)
     if top is not None:
         result.rows = result.rows[:top]
     if plot is not None:

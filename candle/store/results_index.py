@@ -77,6 +77,7 @@ class ResultIndex:
         self._generation: dict[str, str] = {}  # shard -> its states file's generation
         self._slims: dict[str, dict[str, Slim]] = {}  # the shards whose results are loaded
         self._rebuilt: set[str] = set()  # shards read again, to be written
+        self._unsaved = False  # a change this process could not write (read-only run)
         self.opened = 0  # result files read by the last refresh (tests, scale.py)
         self.present: Collection[str] = ()  # the job directories the last refresh saw
 
@@ -106,6 +107,18 @@ class ResultIndex:
             self._save(self._rebuilt)
             self._rebuilt = set()
         return out
+
+    def fingerprint(self) -> str | None:
+        """Names the cache's content as of the last refresh (the generations of its
+        shards; a new result anywhere gives a new one), so that what is derived from it
+        (candle.reporting.summary_cache) can be kept; None where the cache on disk is not
+        what this process read (a change it could not write)."""
+        if self._keys is None or self._unsaved or self._rebuilt:
+            return None
+        shards = {shard_of(job_id) for job_id in self._keys}
+        if not shards <= self._generation.keys():
+            return None
+        return ",".join(f"{s}:{self._generation[s]}" for s in sorted(shards))
 
     # -- the refresh --------------------------------------------------------------------
     def _refresh(self, job_ids: list[str]) -> dict[str, Key]:
@@ -241,7 +254,7 @@ class ResultIndex:
         renames leaves a states file whose generation its results file lacks (rebuilt).
         A read-only run directory keeps no cache."""
         keys = self._keys if self._keys is not None else {}
-        with contextlib.suppress(OSError):
+        try:
             self.folder.mkdir(exist_ok=True)
             for shard in shards:
                 generation = uuid.uuid4().hex
@@ -257,3 +270,5 @@ class ResultIndex:
                     {"version": VERSION, "generation": generation, "id": ids, **columns},
                     separators=(",", ":")))
                 self._generation[shard] = generation
+        except OSError:
+            self._unsaved = True  # for good: this process' cache is not the one on disk
