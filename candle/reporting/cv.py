@@ -95,18 +95,13 @@ def tally(store: RunStore, results: Results, metric: str) -> Tally:
     return out
 
 
-def fold_table(store: RunStore, results: Results | None = None,
-               counted: Tally | None = None) -> FoldTable | None:
-    """None when the run does not cross-validate. ``results``: already read (summarise);
-    ``counted``: already tallied (summarise)."""
-    store.require()
+def fold_table(store: RunStore, counted: Tally) -> FoldTable | None:
+    """None when the run does not cross-validate; ``counted``: the summary's tally."""
     manifest = store.manifest()
     folds = manifest.folds
     if not folds:
         return None
     metric, direction = manifest.metric, manifest.direction
-    if counted is None:
-        counted = tally(store, results if results is not None else store.results(), metric)
     rows = []
     for point, point_params in counted.params.items():
         by_fold = counted.per_fold.get(point, {})

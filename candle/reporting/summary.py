@@ -94,7 +94,7 @@ def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results,
         for row in summary.uq_rows:
             by_point[row.point].uq = row.to_dict()
             summary.uq_kind = row.kind
-    summary.fold_table = fold_table(store, results, counted)
+    summary.fold_table = fold_table(store, counted)
     if summary.fold_table is not None:
         summary.fold_assignments = summary.fold_table.assignments
         for fold_row in summary.fold_table.rows:

@@ -254,11 +254,14 @@ class ResultIndex:
         renames leaves a states file whose generation its results file lacks (rebuilt).
         A read-only run directory keeps no cache."""
         keys = self._keys if self._keys is not None else {}
+        by_shard: dict[str, list[str]] = {shard: [] for shard in shards}
+        for job_id in keys:  # one pass, not one per shard
+            if (ids := by_shard.get(shard_of(job_id))) is not None:
+                ids.append(job_id)
         try:
             self.folder.mkdir(exist_ok=True)
-            for shard in shards:
+            for shard, ids in by_shard.items():
                 generation = uuid.uuid4().hex
-                ids = [k for k in keys if shard_of(k) == shard]
                 slims = self._slims.get(shard, {})
                 atomic_write_text(self.folder / f"results-{shard}.json", json.dumps(
                     {"version": VERSION, "generation": generation,

@@ -148,24 +148,16 @@ class RunStore:
             self._index = ResultIndex(self.root)
         return self._index
 
-    def states(self, results: dict[str, dict[str, Any] | None] | None = None
-               ) -> dict[str, JobState]:
-        """Every planned job's state (as ``state``) from ``results`` (default: the cached
-        statuses); only the jobs with a directory and no result have their marker read."""
-        if results is None:
-            statuses = self.statuses()
-        else:
-            statuses = {job_id: None if result is None else result.get("status")
-                        for job_id, result in results.items()}
+    def states(self) -> dict[str, JobState]:
+        """Every planned job's state (as ``state``) from the cached statuses; only the jobs
+        with a directory and no result have their marker read."""
+        statuses = self.statuses()
         present = self._index.present if self._index is not None else None
         states = {}
         ended, failed = _ENDED, JobState.FAILED
         for job_id, status in statuses.items():
-            if status is not None:  # inline: 10^5 of these in `candle status`
-                states[job_id] = ended.get(status, failed) if isinstance(status, str) \
-                    else failed
-            elif results is not None and results.get(job_id) is not None:
-                states[job_id] = failed  # a result without a status
+            if status is not None:  # a str (results_index): 10^5 of these in `candle status`
+                states[job_id] = ended.get(status, failed)
             elif present is not None and job_id not in present:
                 states[job_id] = JobState.PENDING  # never launched: no directory
             else:
@@ -338,11 +330,7 @@ _ENDED = {s.value: s for s in (JobState.DONE, JobState.PRUNED, JobState.INTERRUP
 
 def state_of(result: dict[str, Any]) -> JobState:
     """The state a job's result says: its status where that is an end, else failed."""
-    return state_from_status(result.get("status"))
-
-
-def state_from_status(status: Any) -> JobState:
-    """A result's status as a state: the end it names, else failed."""
+    status = result.get("status")
     return _ENDED.get(status, JobState.FAILED) if isinstance(status, str) else JobState.FAILED
 
 

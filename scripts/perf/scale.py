@@ -172,31 +172,34 @@ def opens(run_dir: Path) -> dict[str, tuple[int, int]]:
            "summary": counter.count(lambda: summarise_cached(RunStore(run_dir))),
            "status": counter.count(lambda: collect_status(RunStore(run_dir)))}
     store = RunStore(run_dir)  # one --wait: the same store, poll after poll
-    job = next(iter(store.jobs()))
-    result = store.result(job.id) or {}
-    aside = run_dir / "aside"
-    os.replace(store.job_dir(job.id), aside)  # as if that job had not started yet
-    out["poll 1"] = counter.count(lambda: _finished(store, None))
-    out["poll 2"] = counter.count(lambda: _finished(store, None))
-    store.write_params(job)  # it runs and finishes: a new job directory, a new result
-    store.write_result(job.id, result)
-    shutil.rmtree(aside)
+
+    def polls() -> None:
+        out["poll 1"] = counter.count(lambda: _finished(store, None))
+        out["poll 2"] = counter.count(lambda: _finished(store, None))
+
+    finish_again(store, polls)
     out["poll 3 (1 new result)"] = counter.count(lambda: _finished(store, None))
     return out
 
 
-def after_new_result(run_dir: Path, argv: list[str]) -> float:
-    """`argv`'s time right after one more job finished (the kept summary is then stale):
-    a job's directory moved away (not started), a command run, the job finished anew."""
-    store = RunStore(run_dir)
+def finish_again(store: RunStore, meanwhile: Callable[[], object]) -> None:
+    """The first job as if not started yet (its directory moved away) while ``meanwhile``
+    runs, then finished anew: a new job directory, a new result (candle never rewrites a
+    done result in place)."""
     job = next(iter(store.jobs()))
     result = store.result(job.id) or {}
-    aside = run_dir / "aside"
+    aside = store.root / "aside"
     os.replace(store.job_dir(job.id), aside)
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    meanwhile()
     store.write_params(job)
     store.write_result(job.id, result)
     shutil.rmtree(aside)
+
+
+def after_new_result(run_dir: Path, argv: list[str]) -> float:
+    """`argv`'s time right after one more job finished (the kept summary is then stale)."""
+    finish_again(RunStore(run_dir), lambda: subprocess.run(
+        argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT))
     return timed(argv, repeat=1)
 
 
