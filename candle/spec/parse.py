@@ -107,12 +107,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if "\0" in store_raw:
         raise ctx.fail(("store",), "a path cannot contain a NUL character")
     base_dir = file.resolve().parent
-    try:
-        store = Path(store_raw).expanduser()
-    except RuntimeError as exc:  # ~someone who has no home directory here
-        raise ctx.fail(("store",), f"cannot expand {store_raw!r}: {exc}") from None
-    if not store.is_absolute():
-        store = base_dir / store
+    store = sweep_path(ctx, store_raw, ("store",))
     return Sweep(
         name=name, benchmark=benchmark, params=params, search=search, cv=cv, uq=uq,
         resources=resources, retries=retries, store=store, source=file.resolve(),
@@ -175,8 +170,20 @@ def _check_param(
         # A data directory is relative to the sweep file, like `store`, and absolute in
         # the job's params: jobs run from wherever `candle run` (or the batch script)
         # started, and the job id then names the data it read.
-        coerced = str((ctx.file.resolve().parent / Path(coerced).expanduser()).resolve())
+        coerced = str(sweep_path(ctx, coerced, path, resolve=True))
     return coerced
+
+
+def sweep_path(ctx: Ctx, text: str, where: KeyPath, resolve: bool = False) -> Path:
+    """A path the sweep names: ``~`` expanded, relative to the sweep file's folder (like
+    `store`); ``~nobody``, a NUL or a symlink loop is one line naming the key."""
+    try:
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = ctx.file.resolve().parent / path
+        return path.resolve() if resolve else path
+    except (OSError, RuntimeError, ValueError) as exc:  # ~nobody, a NUL, a loop, ...
+        raise ctx.fail(where, f"cannot use {printable(text)}: {printable(str(exc))}") from None
 
 
 def _unknown_param(ctx: Ctx, definition: Benchmark, name: str, path: KeyPath) -> UserError:
@@ -359,12 +366,9 @@ def _seed_from(ctx: Ctx, raw: Any, method: str, metrics: tuple[str, ...]) -> Pat
     text = ctx.string(raw, where)
     if not text.strip() or "\0" in text:
         raise ctx.fail(where, "expected the path of a run directory or a .csv file")
-    shown = printable(text)
+    path = sweep_path(ctx, text, where)
+    shown = printable(str(path))
     try:
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = ctx.file.resolve().parent / path
-        shown = printable(str(path))
         is_dir, is_file = path.is_dir(), path.is_file()
         has_run = is_dir and (path / "run.json").is_file()
     except (OSError, RuntimeError, ValueError) as exc:  # ~nobody, a name too long, ...

@@ -39,3 +39,20 @@ def test_the_same_relative_path_beside_two_sweeps_is_two_datasets(tmp_path: Path
     first = load_sweep(write(tmp_path / "one" / "s.yaml", text))
     second = load_sweep(write(tmp_path / "two" / "s.yaml", text))
     assert next(iter_jobs(first)).id != next(iter_jobs(second)).id
+
+
+def test_a_data_path_that_cannot_be_expanded_is_one_line(tmp_path: Path) -> None:
+    """`~nobody` (no such user here) is the user's mistake: one line naming the file, line
+    and key, not a RuntimeError from pathlib (found by tests/chaos/test_fuzz_sweeps.py)."""
+    from candle.errors import UserError
+
+    path = write(tmp_path / "a.yaml", """
+        name: a
+        benchmark: nt3
+        params:
+          data: "~nobody-here-at-all/x"
+        search: {method: grid, space: {epochs: [1]}}
+    """)
+    with pytest.raises(UserError) as caught:
+        load_sweep(path)
+    assert str(caught.value).startswith(f"{path}:4: params.data: cannot use ~nobody-here")
