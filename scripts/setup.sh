@@ -32,7 +32,7 @@ fi
 pip() { "$VENV/bin/python" -m pip "$@"; }
 
 stamp="$VENV/.candle-setup"
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml scripts/setup.sh benchmarks/candle_benchmarks/*.c | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: up to date ($VENV)"
   exit 0

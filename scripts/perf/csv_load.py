@@ -7,12 +7,14 @@ process (so every peak RSS is that way's own).
 1. upstream's path: pandas.read_csv(header=None) then .values as float32
 2. issue 3's reader: pyarrow.csv with every column declared float32 (kept as the fallback
    for files the block parser declines: candle_benchmarks.io._read_labelled_table)
-3. candle's parser (issue 18): blocks of lines, values cast by pyarrow on a few threads,
-   streamed into the features matrix (candle_benchmarks.io.read_labelled_csv)
-4. a job's first load: 3 + writing the .candle-cache/*.npy files beside the data
-5. later loads: the cached .npy files memory-mapped from the data's filesystem
-6. the first job on a node with local_scratch: stage the .npy files there, memory-map them
-7. the other jobs on that node: memory-map the staged copy
+3. the block path without the compiled parser: separators found by numpy, values cast by
+   pyarrow on a few threads (what a machine without a C compiler at install time runs)
+4. candle's parser (issue 18): the same blocks parsed in one pass by the compiled
+   _fastcsv, straight into the features matrix (candle_benchmarks.io.read_labelled_csv)
+5. a job's first load: 4 + writing the .candle-cache/*.npy files beside the data
+6. later loads: the cached .npy files memory-mapped from the data's filesystem
+7. the first job on a node with local_scratch: stage the .npy files there, memory-map them
+8. the other jobs on that node: memory-map the staged copy
 Every loaded value is summed. Prints seconds, the process's peak RSS and its growth over
 the RSS after imports; writes nothing but the CSV, its cache and the staged copy.
 """
@@ -36,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 STEPS = {
     "pandas": "pandas.read_csv(header=None) -> float32 (upstream)",
     "table": "pyarrow.csv, 60,484 float32 columns (issue 3)",
-    "blocks": "read_labelled_csv: line blocks + cast (issue 18)",
+    "arrow": "line blocks + pyarrow cast (no compiled parser)",
+    "blocks": "read_labelled_csv: line blocks + _fastcsv (issue 18)",
     "first": "read_labelled_csv + write .npy cache (1st load)",
     "cached": "cached .npy memory-map, shared copy",
     "stage": "stage .npy to local_scratch + memory-map (1st on node)",
@@ -83,6 +86,9 @@ def run_step(step: str, path: Path) -> dict[str, float]:
         "table": lambda: io._read_labelled_table(path)[0],
         "blocks": lambda: io.read_labelled_csv(path)[0],
     }
+    if step == "arrow":
+        io._fastcsv = None
+        ways["arrow"] = ways["blocks"]
     for name in ("first", "cached", "stage", "staged"):
         ways[name] = lambda: cached_arrays(path, io.read_labelled_csv, ("x", "y"))[0]
     base = rss_mib()

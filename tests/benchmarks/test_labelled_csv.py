@@ -1,7 +1,8 @@
 """read_labelled_csv (issue 18): the streamed block parser gives what a plain reader gives,
 across block boundaries and a wrong row estimate; files it does not parse (CRLF, blank
 lines, spaces, a word, a short row) go to pyarrow's CSV reader, which parses or names the
-bad cell."""
+bad cell. Every test runs with the compiled one-pass parser (``_fastcsv``) and without it
+(the pyarrow cast path a machine without a C compiler runs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ import pytest
 
 from candle_benchmarks import io
 from candle_benchmarks.io import DataFileError, read_labelled_csv
+
+
+@pytest.fixture(autouse=True, params=["compiled", "pyarrow"])
+def block_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "compiled":
+        if io._fastcsv is None:
+            pytest.skip("candle_benchmarks._fastcsv is not built (see test_fastcsv.py)")
+    else:
+        monkeypatch.setattr(io, "_fastcsv", None)
+    return str(request.param)
 
 
 def expected(text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -70,3 +81,10 @@ def test_both_block_paths_and_the_fallback_agree_with_pyarrows_reader(tmp_path: 
     x, y = read_labelled_csv(path)
     want_x, want_y = io._read_labelled_table(path)
     assert np.array_equal(x, want_x, equal_nan=True) and np.array_equal(y, want_y)
+
+
+def test_an_infinite_label_is_not_an_integer(tmp_path: Path) -> None:
+    path = tmp_path / "inf.csv"
+    path.write_text("1,1.5,2\ninf,3,4\n")
+    with pytest.raises(DataFileError, match="column 1 \\(the label\\) must hold integers"):
+        read_labelled_csv(path)
