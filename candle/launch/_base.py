@@ -41,10 +41,15 @@ class LaunchRequest:
     stop_grace: float = 0.0  # seconds a stopped job gets to reach its checkpoint
 
 
+def job_args(request: LaunchRequest) -> list[str]:
+    """What ``python -m candle.job`` is given (a warm worker's child gets the same)."""
+    return [str(request.run_dir), request.job_id, "--attempt", str(request.attempt),
+            "--threads", str(request.threads)]
+
+
 def job_argv(request: LaunchRequest) -> list[str]:
     """The per-rank command: this interpreter running candle.job."""
-    return [sys.executable, "-m", "candle.job", str(request.run_dir), request.job_id,
-            "--attempt", str(request.attempt), "--threads", str(request.threads)]
+    return [sys.executable, "-m", "candle.job", *job_args(request)]
 
 
 def job_env(request: LaunchRequest) -> dict[str, str]:
@@ -79,4 +84,9 @@ class Launcher(Protocol):
 
     def env(self, request: LaunchRequest) -> dict[str, str]:
         """Variables the launch command itself needs (the supervisor's environment wins)."""
+        ...
+
+    def worker_argv(self, run_dir: Path, node: str, cpus: int) -> list[str]:
+        """The command that starts one warm worker on ``node`` with ``cpus`` CPUs for its
+        jobs (candle.launch.warm), its stdin and stdout forwarded to this process."""
         ...

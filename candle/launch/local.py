@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from candle.launch._base import LaunchRequest, job_argv, openmpi_env
+from candle.launch.warm import worker_argv
 
 
 class LocalLauncher:
@@ -29,3 +31,6 @@ class LocalLauncher:
 
     def env(self, request: LaunchRequest) -> dict[str, str]:
         return openmpi_env(request)
+
+    def worker_argv(self, run_dir: Path, node: str, cpus: int) -> list[str]:
+        return worker_argv(run_dir)  # this machine: a plain child process

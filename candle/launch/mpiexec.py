@@ -11,8 +11,10 @@ Three MPI stacks spell it differently, chosen by the site config's ``mpi``:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from candle.launch._base import LaunchRequest, job_argv, openmpi_env
+from candle.launch.warm import worker_argv
 
 FLAVOURS = ("pals", "hydra", "openmpi")
 
@@ -43,6 +45,20 @@ class MpiexecLauncher:
         if self.flavour == "pals" and self.cpu_bind:
             argv += ["--cpu-bind", self.cpu_bind, "-d", str(max(1, request.threads))]
         return [*argv, *job_argv(request)]
+
+    def worker_argv(self, run_dir: Path, node: str, cpus: int) -> list[str]:
+        """One process on ``node`` (mpiexec forwards its stdin to rank 0, the only one, and
+        the rank's stdout back); its forked jobs share the node's CPUs (no binding)."""
+        if self.flavour == "openmpi":
+            argv = [self.mpiexec, "-n", "1", "--host", f"{node}:1", "--bind-to", "none"]
+            if os.geteuid() == 0:
+                argv.append("--allow-run-as-root")
+        elif self.flavour == "pals":
+            argv = [self.mpiexec, "-n", "1", "-ppn", "1", "--hosts", node,
+                    "--cpu-bind", "none"]
+        else:
+            argv = [self.mpiexec, "-n", "1", "-ppn", "1", "-hosts", node]
+        return [*argv, *worker_argv(run_dir)]
 
     def env(self, request: LaunchRequest) -> dict[str, str]:
         return openmpi_env(request) if self.flavour == "openmpi" else {}

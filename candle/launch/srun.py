@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from candle.launch._base import LaunchRequest, job_argv
+from candle.launch.warm import worker_argv
 
 
 class SrunLauncher:
@@ -26,3 +29,11 @@ class SrunLauncher:
 
     def env(self, request: LaunchRequest) -> dict[str, str]:
         return {}  # srun's ranks are Slurm's step tasks: no mpirun to hold back
+
+    def worker_argv(self, run_dir: Path, node: str, cpus: int) -> list[str]:
+        """One step of one task on ``node`` holding the CPUs of all the jobs it will run at
+        once (its forked jobs share them); srun forwards its stdin to the task (task 0
+        is the only one) and the task's stdout back. No MPI: its jobs have one rank."""
+        return [self.srun, "--exact", "--mpi=none", "-N", "1", "-n", "1",
+                f"--nodelist={node}", f"--cpus-per-task={max(1, cpus)}",
+                "--kill-on-bad-exit=1", *worker_argv(run_dir)]

@@ -133,6 +133,9 @@ class Resources:
     site: SiteConfig | None = None  # cluster schedulers: the site config, loaded once
     signal_lead: int = 0  # seconds before the walltime when jobs checkpoint and stop; 0: off
     walltime_given: bool = False  # a local run keeps to its walltime only when one is set
+    # warm: one-rank jobs are forked by a worker per node that imported TensorFlow once
+    # (candle.job.worker); process: every job starts its own interpreter
+    workers: str = "warm"
 
 
 def direction_sign(direction: str) -> float:

@@ -53,9 +53,11 @@ CONTROL_PARAMS = {
 }
 RESOURCE_KEYS = ("scheduler", "ranks_per_job", "max_concurrent", "walltime", "nodes",
                  "slots_per_node", "gpus_per_node", "oversubscribe", "mode", "array_throttle",
-                 "site", "signal_lead")
+                 "site", "signal_lead", "workers")
 DEFAULT_SIGNAL_LEAD = 180  # seconds: an epoch of a real benchmark, and Slurm's 60 s slack
 MODES = ("pack", "array")
+WORKER_MODES = ("warm", "process")  # candle.job.worker forks warm jobs
+DEFAULT_WORKERS = "warm"
 METHODS = ("grid", "random", "list", "optuna")
 SCHEDULERS = ("local", "slurm", "pbs")
 # A sweep that names no site gets one that assumes nothing about the cluster (candle/sites/);
@@ -606,6 +608,8 @@ def _resources(ctx: Ctx, raw: Any) -> Resources:
     r = ctx.mapping(raw if raw is not None else {}, ("resources",), RESOURCE_KEYS)
     scheduler = ctx.string(r.get("scheduler", "local"), ("resources", "scheduler"), SCHEDULERS)
     mode = ctx.string(r.get("mode", "pack"), ("resources", "mode"), MODES)
+    workers = ctx.string(r.get("workers", DEFAULT_WORKERS), ("resources", "workers"),
+                         WORKER_MODES)
     throttle = ctx.integer(r.get("array_throttle", 0), ("resources", "array_throttle"), 0)
     site: SiteConfig | None = None
     site_cores = site_gpus = 0
@@ -661,4 +665,5 @@ def _resources(ctx: Ctx, raw: Any) -> Resources:
         raise ctx.fail(("resources", "signal_lead"),
                        f"{lead} s is not shorter than the walltime {walltime}")
     return Resources(scheduler, ranks, concurrent, walltime, nodes, slots, gpus, oversubscribe,
-                     mode, throttle, site, signal_lead=lead, walltime_given="walltime" in r)
+                     mode, throttle, site, signal_lead=lead, walltime_given="walltime" in r,
+                     workers=workers)

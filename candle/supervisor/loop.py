@@ -40,6 +40,7 @@ from candle.launch._base import (
     Launcher,
     LaunchRequest,
     Placement,
+    job_args,
     job_env,
 )
 from candle.plan.jobs import Job
@@ -50,6 +51,7 @@ from candle.store.tensorboard import record_job
 from candle.supervisor.estimate import Durations
 from candle.supervisor.procs import die_with_parent
 from candle.supervisor.slots import SlotPool
+from candle.supervisor.warm import WarmJob, WarmWorkers
 
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 3.0  # SIGTERM, then this long before SIGKILL
@@ -131,7 +133,7 @@ class PlanSource:
 @dataclass
 class _Running:
     job: Job
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | WarmJob
     log: IO[bytes]
     attempt: int
     tries: int
@@ -165,6 +167,7 @@ class Supervisor:
         on_notice: Notice | None = None,
         stop_grace: float = STOP_GRACE_SECONDS,
         job_timeout: float = 0.0,
+        workers: str = "process",
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -186,6 +189,11 @@ class Supervisor:
         self.stop_grace = stop_grace  # SIGTERM/SIGINT: the jobs' time to reach a checkpoint
         self.job_timeout = job_timeout  # seconds an attempt may run (0: no limit)
         self.durations = Durations(store.root)
+        # Warm workers run one-rank jobs (a multi-rank job is its own MPI launch: MPI cannot
+        # start again in a forked child of a process, see docs/performance.md).
+        self.warm: WarmWorkers | None = None
+        if workers == "warm" and ranks_per_job == 1:
+            self.warm = WarmWorkers(store.root, self._worker_argv, self.env, self.on_notice)
         self.lease = Lease(store.root)
         self._running: dict[str, _Running] = {}
         self._stop_signals: list[int] = []  # SIGTERM/SIGINT as they arrived
@@ -221,12 +229,14 @@ class Supervisor:
                         self._wind_down()
                 else:
                     self._fill(source, retries, outcome)
-                time.sleep(POLL_SECONDS)
+                self._pause()
                 self._reap(source, retries, outcome)
         except KeyboardInterrupt:  # only where no handler could be installed
             self._terminate_all()
             raise RunStopped from None
         finally:
+            if self.warm is not None:
+                self.warm.close()
             self._release(previous)
         outcome.fatal = self._fatal
         outcome.left = bool(retries) or not source.exhausted() or outcome.interrupted > 0
@@ -235,6 +245,20 @@ class Supervisor:
         if self._stopped_by:
             raise RunStopped(outcome)
         return outcome
+
+    def _pause(self) -> None:
+        """Between loop turns: warm workers wake the loop as soon as a job ends."""
+        if self.warm is not None:
+            self.warm.wait(POLL_SECONDS)
+        else:
+            time.sleep(POLL_SECONDS)
+
+    def _worker_argv(self, node: str) -> list[str]:
+        """The command that starts ``node``'s warm worker: it may run as many jobs at once
+        as the node has slots, each with this supervisor's threads."""
+        slots = next((n.slots for n in self.pool.nodes if n.name == node), 1)
+        return self.launcher.worker_argv(self.store.root, node,
+                                         slots * max(1, self.threads))
 
     def _claim(self) -> dict[int, Any]:
         """Catch the stop and drain signals (in the main thread), then start the lease;
@@ -441,15 +465,23 @@ class Supervisor:
         request = LaunchRequest(store.root, job.id, self.ranks, attempt, self.threads,
                                 placement, stop_grace=self.stop_grace)
         argv = self.launcher.argv(request)
+        warm = self.warm if self.warm is not None and self.warm.usable() else None
         log = store.log_path(job.id).open("ab")
         where = " ".join(f"{host}:{count}" for host, count in placement.hosts)
-        log.write(f"=== attempt {attempt} on {where}: {' '.join(argv)}\n".encode())
+        how = (f"forked by the warm worker: candle.job {' '.join(job_args(request))}"
+               if warm is not None else " ".join(argv))
+        log.write(f"=== attempt {attempt} on {where}: {how}\n".encode())
         log.flush()
         held = self.launcher.env(request)  # the launcher's defaults; the environment wins
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL,
-                                   env={**held, **self.env, **job_env(request)},
-                                   start_new_session=True, preexec_fn=die_with_parent)
+        process: subprocess.Popen[bytes] | WarmJob
+        if warm is not None:  # the node's worker forks the job (started once a node)
+            process = warm.run(placement.hosts[0][0], job_args(request),
+                                    {**held, **job_env(request)}, store.log_path(job.id))
+        else:
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL,
+                                       env={**held, **self.env, **job_env(request)},
+                                       start_new_session=True, preexec_fn=die_with_parent)
         store.mark_running(job.id, process.pid, attempt, owner=self.lease.owner)
         self._running[job.id] = _Running(job, process, log, attempt, tries, placement,
                                          lingers=OPENMPI_SIGKILL_TIMEOUT in held)
@@ -458,6 +490,7 @@ class Supervisor:
     def _finish(self, running: _Running, source: JobSource,
                 retries: deque[tuple[Job, int]], outcome: Outcome) -> None:
         job, code = running.job, running.process.returncode
+        assert code is not None  # reaped: it has exited
         running.log.close()
         result = self.store.result(job.id)
         status = (result or {}).get("status")
@@ -506,6 +539,8 @@ class Supervisor:
         self._reap_settled()
         self._kill_overdue()
         source.poll([r.job for r in self._running.values()])
+        if self.warm is not None:
+            self.warm.pump()
         for job_id in [j for j, r in self._running.items() if r.process.poll() is not None]:
             running = self._running.pop(job_id)
             self.pool.release(running.placement)
@@ -590,6 +625,9 @@ class Supervisor:
         self._running.clear()
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+def _signal_group(process: subprocess.Popen[bytes] | WarmJob, sig: signal.Signals) -> None:
+    if isinstance(process, WarmJob):
+        process.signal_group(sig)
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)

@@ -147,7 +147,8 @@ def build_supervisor(store: RunStore, manifest: RunManifest, launcher: Launcher,
         threads_per_job=threads, on_event=on_event, env={**JOB_ENV, **mpi_env()},
         deadline=deadline, began=began, signal_lead=resources.signal_lead,
         fail_fast=manifest.fail_fast, on_notice=on_notice, stop_grace=stop_grace,
-        job_timeout=manifest.job_timeout)
+        job_timeout=manifest.job_timeout,
+        workers="process" if array_task else resources.workers)
 
 
 def job_source(store: RunStore, on_trial: Any = None) -> JobSource:

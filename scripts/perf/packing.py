@@ -1,12 +1,18 @@
 """Benchmark: how full a packed allocation stays, and 1-rank vs 2-rank NT3 throughput.
 
-    python scripts/perf/packing.py [--jobs 12] [--epochs 3] [--plot packing.png]
+    python scripts/perf/packing.py [--jobs 12] [--epochs 3] [--workers warm,process]
+                                   [--trivial 200] [--plot packing.png]
 
 Part 1 runs a sweep of short NT3 jobs through the real supervisor on this machine (one
-1-rank job per core) and reports, over the sweep's wall time x slots:
+1-rank job per core), once per worker mode (resources.workers: warm, process), and
+reports, over the sweep's wall time x slots:
   - training utilisation: time inside `model.fit` (rank-seconds) / slot-seconds;
   - job utilisation: time inside the job's Python code (data, model, fit, result);
 the rest is process start-up (interpreter, TensorFlow import) and supervisor gaps.
+The wall time counts from the first job's start to the last one's end: the run's own
+start-up (reading the sweep, writing the run directory) is not the slots' to fill.
+Part 1b (--trivial N) runs N jobs of a user model that returns at once, per worker mode,
+and reports jobs per second on the machine's slots.
 Part 2 trains the same NT3 job as 1 rank (all cores' threads) and as 2 Horovod ranks
 (one thread each, same global batch) and reports samples per second of training.
 Everything runs in a temporary directory; --plot draws the slot timeline.
@@ -52,19 +58,20 @@ def run_sweep(work: Path, name: str, doc: dict[str, Any]) -> tuple[float, list[d
     return wall, results
 
 
-def utilisation(work: Path, jobs: int, epochs: int, plot: Path | None) -> None:
+def utilisation(work: Path, jobs: int, epochs: int, workers: str, plot: Path | None) -> None:
     slots = os.cpu_count() or 1
     doc = {"benchmark": "nt3", "params": nt3_params(400, 400, epochs),
            "search": {"method": "random", "trials": jobs, "seed": 1, "metric": "val_loss",
                       "space": {"learning_rate": {"loguniform": [1e-4, 1e-2]}}},
-           "resources": {"scheduler": "local", "ranks_per_job": 1}}
-    wall, results = run_sweep(work, "packed", doc)
+           "resources": {"scheduler": "local", "ranks_per_job": 1, "workers": workers}}
+    whole, results = run_sweep(work, f"packed-{workers}-{epochs}", doc)
+    first = min(r["started"] for r in results)
+    wall = max(r["ended"] for r in results) - first
     slot_seconds = slots * wall
     training = sum(r["ranks"] * r["train_seconds"] for r in results)
     inside = sum(r["ranks"] * r["duration_s"] for r in results)
-    first = min(r["started"] for r in results)
-    print(f"packed sweep: {jobs} NT3 jobs x {epochs} epochs, 1 rank each, {slots} slots, "
-          f"wall {wall:.1f} s")
+    print(f"packed sweep, workers {workers}: {jobs} NT3 jobs x {epochs} epochs, 1 rank each, "
+          f"{slots} slots, jobs' wall {wall:.1f} s (candle run {whole:.1f} s)")
     print(f"  training utilisation (fit time / slot time):  {training / slot_seconds:6.1%}")
     print(f"  job utilisation (job code / slot time):       {inside / slot_seconds:6.1%}")
     mean_fit = training / len(results)
@@ -75,6 +82,23 @@ def utilisation(work: Path, jobs: int, epochs: int, plot: Path | None) -> None:
     if plot is not None:
         draw_timeline(results, first, slots, plot)
         print(f"  timeline: {plot}")
+
+
+TRIVIAL_MODEL = "def f(params):\n    return {'val_loss': float(params['x'])}\n"
+
+
+def trivial(work: Path, jobs: int, workers: str) -> None:
+    """Jobs that cost nothing: what the supervisor and the job's start-up cost alone."""
+    (work / "trivial.py").write_text(TRIVIAL_MODEL)
+    doc = {"benchmark": "trivial:f",
+           "search": {"method": "grid", "space": {"x": list(range(jobs))},
+                      "metric": "val_loss"},
+           "resources": {"scheduler": "local", "ranks_per_job": 1, "workers": workers}}
+    whole, results = run_sweep(work, f"trivial-{workers}", doc)
+    first = min(r["started"] for r in results)
+    wall = max(r["ended"] for r in results) - first
+    print(f"trivial jobs, workers {workers}: {jobs} jobs on {os.cpu_count()} slots in "
+          f"{wall:.1f} s: {jobs / wall:.1f} jobs/s (candle run {whole:.1f} s in all)")
 
 
 def draw_timeline(results: list[dict[str, Any]], origin: float, slots: int,
@@ -129,12 +153,21 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=4000,
                         help="NT3 width for the throughput part")
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--workers", default="warm,process",
+                        help="worker modes to compare, in this order")
+    parser.add_argument("--trivial", type=int, default=0,
+                        help="also run this many trivial jobs per worker mode")
     parser.add_argument("--skip", choices=("utilisation", "throughput"), default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="candle-packing-") as tmp:
         work = Path(tmp)
+        modes = args.workers.split(",")
+        for workers in modes if args.trivial else ():
+            trivial(work, args.trivial, workers)
         if args.skip != "utilisation":
-            utilisation(work, args.jobs, args.epochs, args.plot)
+            for workers in modes:
+                utilisation(work, args.jobs, args.epochs, workers,
+                            args.plot if workers == modes[0] else None)
         if args.skip != "throughput":
             throughput(work, max(args.epochs, 3), args.features)
 

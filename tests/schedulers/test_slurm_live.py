@@ -129,6 +129,50 @@ def test_optuna_array_mode_goes_batch_by_batch(live_slurm: None, tmp_path: Path)
     assert scripts == ["array-0000.sbatch", "array-0001.sbatch", "array-0002.sbatch"]
 
 
+WARM_MODEL = """
+import json, os, socket
+
+
+def f(params):
+    with open(os.path.join(params["job_dir"], f"warm-{os.getpid()}.json"), "w") as out:
+        json.dump({"parent": os.getppid(), "host": socket.gethostname(),
+                   "node": os.environ.get("SLURMD_NODENAME"),
+                   "tensorflow": "tensorflow" in __import__("sys").modules}, out)
+    return {"val_loss": float(params["x"])}
+"""
+
+
+def test_warm_workers_in_a_pack_allocation(live_slurm: None, tmp_path: Path) -> None:
+    """resources.workers: warm inside a 2-node allocation: one worker per node, started
+    once as its own srun step; every job is a child of its node's worker (TensorFlow
+    already imported there), and the jobs cover both nodes."""
+    (tmp_path / "warm.py").write_text(WARM_MODEL)
+    doc = {"name": "warm", "benchmark": "warm:f",
+           "search": {"method": "grid", "space": {"x": list(range(12))}, "metric": "val_loss"},
+           "resources": {"scheduler": "slurm", "site": "local-slurm", "mode": "pack",
+                         "nodes": 2, "walltime": "00:05:00", "workers": "warm"},
+           "store": str(tmp_path / "runs")}
+    path = tmp_path / "warm.yaml"
+    path.write_text(json.dumps(doc))
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(tmp_path / "runs" / "warm")
+    done = results(store)
+    assert len(done) == 12 and all(r["status"] == "done" for r in done)
+    seen = [json.loads(p.read_text()) for job in store.jobs()
+            for p in store.job_dir(job.id).glob("warm-*.json")]
+    assert len(seen) == 12 and all(s["tensorflow"] for s in seen)
+    nodes = {s["node"] for s in seen}
+    assert len(nodes) == 2, nodes
+    for node in nodes:  # one worker per node served all of that node's jobs
+        assert len({s["parent"] for s in seen if s["node"] == node}) == 1
+    assert {r["node"] for r in done} == nodes  # the result names the node it ran on
+    logs = sorted(p.name for p in (store.root / "workers").glob("*.log"))
+    assert logs == sorted(f"{node}.log" for node in nodes)
+    for job in store.jobs():
+        assert "forked by the warm worker" in store.log_path(job.id).read_text()
+
+
 HOSTILE_MODEL = '''
 import json
 
