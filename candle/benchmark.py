@@ -97,6 +97,9 @@ class Benchmark:
     # "module" or "module:function" reading new samples for `candle predict` (see
     # PredictInput); "" when the benchmark has none.
     predictor: str = ""
+    # Params that may change mid-training (population-based training): a job that starts
+    # from another job's checkpoint (init_from, start_epoch) applies its own values of these.
+    mutable: tuple[str, ...] = ()
     _index: dict[str, Param] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -60,7 +60,7 @@ def validate(sweep: Path) -> None:
     from candle.spec import load_sweep
 
     spec = load_sweep(sweep)
-    unit = "trials" if spec.search.method == "optuna" else "points"
+    unit = {"optuna": "trials", "pbt": "members"}.get(spec.search.method, "points")
     click.echo(f"{sweep}: ok ({spec.benchmark}, {spec.search.method}, "
                f"{count_points(spec)} {unit})")
 
@@ -74,6 +74,7 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
     from candle.plan import Job, count_points, iter_jobs
     from candle.reporting.render import print_plan
     from candle.spec import load_sweep
+    from candle.supervisor.run import planned_total
 
     spec = load_sweep(sweep)
     jobs: list[Job] = []
@@ -83,12 +84,13 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
         if len(jobs) < show:
             jobs.append(job)
     folds, replicas = spec.cv.folds if spec.cv else 1, spec.uq.replicas if spec.uq else 1
-    adaptive = spec.search.method == "optuna"
+    adaptive = spec.search.adaptive
     info = {
         "name": spec.name, "benchmark": spec.benchmark, "method": spec.search.method,
         "points": count_points(spec), "folds": folds, "replicas": replicas,
         # An adaptive search makes its jobs as it goes: at most this many (pruning: fewer).
-        "jobs": spec.search.trials * folds * replicas if adaptive else total,
+        "jobs": (planned_total(spec, total) if spec.search.pbt is not None
+                 else spec.search.trials * folds * replicas if adaptive else total),
         "adaptive": adaptive,
         "run_dir": str(spec.run_dir),
         "allocation": allocation_info(spec.resources),
@@ -138,7 +140,7 @@ def _run_locally(spec: Sweep, fail_fast: bool) -> int:
 
     started = time.time()
     adaptive = spec.search.method == "optuna"
-    progress = RunProgress(spec.name, unit="trials" if adaptive else "jobs")
+    progress = RunProgress(spec.name, unit="trials" if adaptive else "jobs")  # pbt: segments
     try:
         with progress:
             outcome = run_sweep(spec, on_event=progress.event, on_planned=progress.planned,

@@ -9,6 +9,10 @@ from candle.api import TRAINING_PARAMS, Param
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop", "adagrad": "Adagrad",
               "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "Nadam"}
 
+# What population-based training may change between a member's segments: none of them
+# changes the weights' shapes, so a segment loads any other member's checkpoint.
+MUTABLE_PARAMS = ("learning_rate", "dropout", "batch_size")
+
 # Parameters every built-in benchmark shares (upstream candle_lib "default" group + ours).
 COMMON_PARAMS: tuple[Param, ...] = (
     Param("epochs", "int", 400, "number of training epochs"),

@@ -304,6 +304,26 @@ class Checkpoints:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def start_from(tf: Any, model: Any, params: dict[str, Any], dist: Any) -> dict[str, Any]:
+    """Population-based training: load another job's last checkpoint (``init_from``, a job
+    directory): its weights and optimizer state (slots and step count), keeping this job's
+    own learning rate (its hyperparameters are the point of the new segment). Returns what
+    was loaded, with checksums, for the result."""
+    source = Checkpoints(Path(params["init_from"]), keep=1)
+    state = dist.bcast(source.latest() if dist.rank == 0 else None)
+    if state is None or state.get("final"):
+        raise RuntimeError(f"{params['init_from']}: no checkpoint with optimizer state to "
+                           "start from (was it a segment with keep_state?)")
+    own_lr = float(tf.keras.backend.get_value(model.optimizer.learning_rate))
+    source.restore(model, state)  # every rank: the files rank 0 chose
+    tf.keras.backend.set_value(model.optimizer.learning_rate, own_lr)
+    slots = [np.asarray(v.numpy()) for v in model.optimizer.variables] if state.get(
+        "optimizer") else []
+    return {"from": str(params["init_from"]), "epoch": int(state["epoch"]),
+            "weights": weights_digest(model),
+            "optimizer": data_digest(*slots)[:16] if slots else None}
+
+
 def final_state(ckpt_dir: Path) -> dict[str, Any] | None:
     """The state a done job's ``model.keras`` carries (Checkpoints.finish), or None."""
     try:
@@ -336,10 +356,15 @@ def fit(
     state = dist.bcast(ckpt.latest() if mode != "off" and dist.rank == 0 else None)
     if mode == "required" and state is None:
         raise RuntimeError(f"ckpt_restart_mode=required but no checkpoint in {ckpt.dir}")
+    init: dict[str, Any] | None = None
     if state is not None:
         ckpt.restore(model, state)  # every rank: the files rank 0 chose
         initial_epoch = ckpt.last_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
+    elif params.get("init_from"):
+        init = start_from(tf, model, params, dist)
+        initial_epoch = ckpt.last_epoch = int(params.get("start_epoch") or 0)
+    trained_before = len(next(iter(history.values()), []))
     ckpt.expect(model)
     epochs = int(params["epochs"])
     # Early stopping decided from the whole history: a resumed job replays the restored
@@ -421,7 +446,7 @@ def fit(
     result: dict[str, Any] = {
         "metrics": metrics,
         "history": history,
-        "epochs_run": len(next(iter(history.values()), [])) - initial_epoch,
+        "epochs_run": len(next(iter(history.values()), [])) - trained_before,
         "resumed_from_epoch": initial_epoch,
         "params_count": int(model.count_params()),
         "train_seconds": round(train_seconds, 3),
@@ -434,12 +459,19 @@ def fit(
         per_rank = dist.gather({"rank": dist.rank, "weights": weights_digest(model),
                                 "local_metrics": dict(local_logs)})
         result["horovod"] = {"size": dist.size, "ranks": per_rank}
+    if init is not None:
+        result["init"] = init
     if dist.rank == 0:
         # The model as trained at the end (the one the metrics describe), for `candle
         # predict` and `candle train --from`: all a done job keeps of its checkpoints.
-        done = len(next(iter(history.values()), []))
+        done = initial_epoch + result["epochs_run"]
         if state is not None and state.get("final") and done == initial_epoch:
             result["model_file"] = f"{ckpt.dir.name}/{state['file']}"  # trained no more
+        elif params.get("keep_state"):
+            # A segment of population-based training: the next segment (its own member's,
+            # or another's that exploits it) starts from its weights and optimizer state.
+            ckpt.save(model, done, history)
+            result["state_file"] = f"{ckpt.dir.name}/state.json"
         else:
             result["model_file"] = ckpt.finish(model, done, history)
         result["data_digest"] = digest

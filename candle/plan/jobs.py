@@ -111,8 +111,8 @@ def _hashed(benchmark: str, params: str, settings: str, fold: int | None, replic
 def count_points(sweep: Sweep) -> int:
     """Search points; for an adaptive search, its trial budget."""
     spec = sweep.search
-    if spec.method == "optuna":
-        return spec.trials
+    if spec.adaptive:
+        return spec.budget
     levels = max(1, len(sweep.uq.noise_levels)) if sweep.uq else 1
     if spec.method == "grid":
         return grid_size(spec) * levels
@@ -145,7 +145,7 @@ def _base_seed(sweep: Sweep) -> int:
 def iter_jobs(sweep: Sweep) -> Iterator[Job]:
     """Jobs in a stable order: point-major, then fold, then replica. An adaptive search
     has none up front: its jobs are made trial by trial (`JobTemplate.jobs`)."""
-    if sweep.search.method == "optuna":
+    if sweep.search.adaptive:
         return
     template = JobTemplate.of(sweep)
     for index, point in enumerate(sweep_points(sweep)):

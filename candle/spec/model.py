@@ -40,11 +40,27 @@ Dimension = Choice | Uniform | IntRange
 
 
 @dataclass(frozen=True)
+class PbtSpec:
+    """Population-based training: ``population`` members of ``epochs`` epochs each, a
+    ready point every ``ready`` epochs; the bottom ``truncate`` quantile exploits the top
+    one; explore: resample with probability ``resample``, else scale by one of
+    ``perturb``. ``mutable``: the space's params that may change mid-training."""
+
+    population: int
+    epochs: int
+    ready: int
+    truncate: float = 0.2
+    perturb: tuple[float, ...] = (0.8, 1.2)
+    resample: float = 0.25
+    mutable: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     """How points are chosen. ``metric``/``direction`` are the first (or only) objective;
     ``metrics``/``directions`` list all of them (optuna may have several: a Pareto front)."""
 
-    method: str  # grid | random | list | optuna
+    method: str  # grid | random | list | optuna | pbt
     space: dict[str, Dimension]
     points: tuple[dict[str, Any], ...]
     trials: int
@@ -62,6 +78,17 @@ class SearchSpec:
     # optuna adds its results as finished trials, the others reuse its identical jobs'
     # results. Not part of any job id: it changes what runs, not what a job computes.
     seed_from: Path | None = None
+    pbt: PbtSpec | None = None  # method pbt only
+
+    @property
+    def adaptive(self) -> bool:
+        """Jobs made as results come (optuna's trials, pbt's segments), not planned up front."""
+        return self.method in ("optuna", "pbt")
+
+    @property
+    def budget(self) -> int:
+        """Optuna's trials, or pbt's members."""
+        return self.pbt.population if self.pbt is not None else self.trials
 
     @property
     def objectives(self) -> tuple[tuple[str, str], ...]:

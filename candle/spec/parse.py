@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "training", "resources",
             "retries", "store")
 SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction", "sampler",
-               "pruner", "batch", "seed_from")
+               "pruner", "batch", "seed_from", "population", "ready", "exploit", "explore")
 OPTUNA_ONLY = ("sampler", "pruner", "batch")
+PBT_ONLY = ("population", "ready", "exploit", "explore")
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
 DEFAULT_MC_SAMPLES = 20
@@ -58,7 +59,7 @@ DEFAULT_SIGNAL_LEAD = 180  # seconds: an epoch of a real benchmark, and Slurm's 
 MODES = ("pack", "array")
 WORKER_MODES = ("warm", "process")  # candle.job.worker forks warm jobs
 DEFAULT_WORKERS = "warm"
-METHODS = ("grid", "random", "list", "optuna")
+METHODS = ("grid", "random", "list", "optuna", "pbt")
 SCHEDULERS = ("local", "slurm", "pbs")
 # A sweep that names no site gets one that assumes nothing about the cluster (candle/sites/);
 # the emulated test cluster (local-slurm) only where it is named.
@@ -97,8 +98,15 @@ def load_sweep(path: str | Path) -> Sweep:
     controls, job_timeout = _training(ctx, top.get("training"), definition, params)
     params.update(controls)
     search = _search(ctx, top.get("search"), definition)
+    if search.method == "pbt":
+        search = _pbt(ctx, top["search"], search, definition, params)
     cv = _cv(ctx, top.get("cv"))
     uq = _uq(ctx, top.get("uq"), benchmark, params, search)
+    if search.method == "pbt":
+        for key, given in (("cv", cv), ("uq", uq)):
+            if given is not None:
+                raise ctx.fail((key,), f"population-based training runs one model per member; "
+                                       f"{key} is not supported with search method pbt")
     resources = _resources(ctx, top.get("resources"))
     _check_search_fits_mode(ctx, search, resources)
     _check_job_count(ctx, search, cv, uq)
@@ -137,8 +145,8 @@ def _benchmark(ctx: Ctx, benchmark: str) -> Benchmark | None:
 def _check_job_count(ctx: Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpec | None
                      ) -> None:
     """A static search is planned in full, up front: keep it to MAX_JOBS jobs."""
-    if search.method == "optuna":
-        return  # asked trial by trial; trials is a budget
+    if search.method in ("optuna", "pbt"):
+        return  # asked trial by trial (segment by segment); trials (population) is a budget
     if search.method == "grid":
         points = math.prod(len(d.values) for d in search.space.values()
                            if isinstance(d, Choice))
@@ -305,6 +313,10 @@ def _search(ctx: Ctx, raw: Any, definition: Benchmark | None) -> SearchSpec:
         for key in OPTUNA_ONLY:
             if key in s:
                 raise ctx.fail(("search", key), "only for method optuna")
+    if method != "pbt":
+        for key in PBT_ONLY:
+            if key in s:
+                raise ctx.fail(("search", key), "only for method pbt")
     metrics, directions = _objectives(ctx, s, multi=method == "optuna")
     if definition is not None:
         _check_metrics(ctx, metrics, definition)
@@ -479,8 +491,62 @@ def _optuna(ctx: Ctx, s: dict[str, Any], spec: SearchSpec) -> SearchSpec:
                    pruner_options=pruner_options, batch=batch)
 
 
+def _pbt(ctx: Ctx, raw: dict[str, Any], spec: SearchSpec, definition: Benchmark | None,
+         params: dict[str, Any]) -> SearchSpec:
+    """search.population, ready, exploit.truncate, explore.perturb/resample; the training's
+    length is params.epochs (a built-in's default when not given)."""
+    from dataclasses import replace
+
+    population = ctx.integer(raw.get("population", 8), ("search", "population"), 2, 100_000)
+    default_epochs = definition.defaults().get("epochs") if definition is not None else None
+    if "epochs" not in params and default_epochs is None:
+        raise ctx.fail(("params",), "population-based training needs params.epochs (how "
+                                    "long each member trains)")
+    epochs = ctx.integer(params.get("epochs", default_epochs),
+                         ("params", "epochs") if "epochs" in params else ("search",), 2)
+    ready = ctx.integer(raw.get("ready", max(1, epochs // 5)), ("search", "ready"), 1)
+    if ready >= epochs:
+        raise ctx.fail(("search", "ready"), f"a ready point every {ready} epochs never comes "
+                                            f"in {epochs} epochs; make it smaller")
+    exploit = ctx.mapping(raw.get("exploit") or {}, ("search", "exploit"), ("truncate",))
+    truncate = ctx.number(exploit.get("truncate", 0.2), ("search", "exploit", "truncate"))
+    if not 0 < truncate <= 0.5:
+        raise ctx.fail(("search", "exploit", "truncate"),
+                       f"the quantile that exploits must be in (0, 0.5], got {truncate}")
+    explore = ctx.mapping(raw.get("explore") or {}, ("search", "explore"),
+                          ("perturb", "resample"))
+    raw_perturb = explore.get("perturb", [0.8, 1.2])
+    if not isinstance(raw_perturb, list) or not raw_perturb:
+        raise ctx.fail(("search", "explore", "perturb"), "expected a list of factors, such "
+                                                         "as [0.8, 1.2]")
+    perturb = tuple(ctx.number(f, ("search", "explore", "perturb", i))
+                    for i, f in enumerate(raw_perturb))
+    if any(not f > 0 for f in perturb):
+        raise ctx.fail(("search", "explore", "perturb"), "factors must be > 0")
+    resample = ctx.number(explore.get("resample", 0.25), ("search", "explore", "resample"))
+    if not 0 <= resample <= 1:
+        raise ctx.fail(("search", "explore", "resample"),
+                       f"a probability must be in [0, 1], got {resample}")
+    if definition is None:  # a user's function: it applies whatever it is given
+        mutable = tuple(spec.space)
+    else:
+        mutable = tuple(name for name in spec.space if name in definition.mutable)
+        if not mutable:
+            raise ctx.fail(("search", "space"), f"{definition.name} may change "
+                                                f"{', '.join(definition.mutable) or 'nothing'} "
+                                                "mid-training; search at least one of them")
+    from candle.spec.model import PbtSpec
+
+    return replace(spec, pbt=PbtSpec(population, epochs, ready, truncate, perturb, resample,
+                                     mutable))
+
+
 def _check_search_fits_mode(ctx: Ctx, search: SearchSpec, resources: Resources) -> None:
     """An adaptive search needs someone to ask the next trial when a result comes back."""
+    if search.method == "pbt" and resources.scheduler != "local" and resources.mode == "array":
+        raise ctx.fail(("resources", "mode"),
+                       "population-based training decides each member's next segment from "
+                       "the others' scores as they come: use mode pack")
     if search.method != "optuna" or resources.scheduler == "local" or resources.mode != "array":
         return
     if not search.batch:

@@ -47,6 +47,7 @@ class RunManifest:
     # JobTemplate.to_record(), kept raw: settings_changes tells its versions apart by keys
     template: dict[str, Any] | None = None
     optuna: OptunaConfig | None = None
+    pbt: dict[str, Any] | None = None  # candle.adaptive.pbt.PbtConfig.to_record()
     site_file: Path | None = None
     candle_version: str = ""
     updated: float = 0.0

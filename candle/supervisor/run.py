@@ -10,6 +10,7 @@ from typing import Any
 
 from candle import __version__
 from candle.adaptive.config import OptunaConfig
+from candle.adaptive.pbt import PbtConfig
 from candle.errors import UserError
 from candle.launch import Launcher, LocalLauncher
 from candle.plan.changes import settings_changes
@@ -47,6 +48,7 @@ def run_meta(sweep: Sweep) -> RunManifest:
         updated=time.time(), retries=sweep.retries, job_timeout=sweep.job_timeout,
         template=JobTemplate.of(sweep).to_record(),
         optuna=OptunaConfig.of(sweep.name, search) if search.method == "optuna" else None,
+        pbt=PbtConfig.of(sweep).to_record() if search.method == "pbt" else None,
         resources=replace(resources, site=None),
         site_file=resources.site.source if resources.site else None)
 
@@ -151,10 +153,24 @@ def build_supervisor(store: RunStore, manifest: RunManifest, launcher: Launcher,
         workers="process" if array_task else resources.workers)
 
 
+def planned_total(sweep: Sweep, planned: int) -> int:
+    """What a run's progress counts to: jobs, trials (optuna) or segments (pbt)."""
+    if sweep.search.pbt is not None:
+        from candle.adaptive.pbt import segments_per_member
+
+        return sweep.search.pbt.population * segments_per_member(PbtConfig.of(sweep))
+    return sweep.search.trials if sweep.search.method == "optuna" else planned
+
+
 def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
     """The run's jobs: its fixed plan, or (adaptive search) its Optuna study, which the
     caller — holding the run's lock — is then the only writer of."""
     manifest = store.manifest()
+    if manifest.pbt is not None and manifest.template is not None:
+        from candle.adaptive.pbt import PbtSource
+
+        return PbtSource(store, PbtConfig.from_record(manifest.pbt),
+                         JobTemplate.from_record(manifest.template))
     config = manifest.optuna
     if config is None or manifest.template is None:
         return PlanSource(store.jobs())
@@ -183,7 +199,7 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
         prune_expired(store.root)  # leases of supervisors that died hard
         for notice in check_settings(store, sweep):
             (on_notice or (lambda message: None))(notice)
-        adaptive = sweep.search.method == "optuna"
+        adaptive = sweep.search.adaptive
         manifest = replace(run_meta(sweep), fail_fast=fail_fast)
         total = store.initialise(sweep.text, manifest, None if adaptive else iter_jobs(sweep))
         record_experiment(store.root, sweep)  # tb/: the HParams experiment config
@@ -192,7 +208,7 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
         apply_seed(store, sweep, on_notice)  # search.seed_from: before any job runs
         source = job_source(store, on_trial)
         if on_planned is not None:
-            on_planned(sweep.search.trials if adaptive else total)
+            on_planned(planned_total(sweep, total))
         concurrent = concurrent_jobs(resources, pool)
         supervisor = build_supervisor(
             store, manifest, LocalLauncher(oversubscribe=resources.oversubscribe), pool,

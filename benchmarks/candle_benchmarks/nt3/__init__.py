@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from candle.api import Benchmark, Param
-from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS
+from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, MUTABLE_PARAMS
 
 # Upstream nt3_baseline_keras2.py trains with ReduceLROnPlateau(val_loss, factor 0.1,
 # patience 10, epsilon 1e-4) as a callback.
@@ -14,6 +14,7 @@ _COMMON = tuple(replace(p, default=10) if p.name == "reduce_lr_patience" else p
 BENCHMARK = Benchmark(
     name="nt3",
     description="normal vs tumour (2 classes), Conv1D stack on 60,483 expression features",
+    mutable=MUTABLE_PARAMS,
     runner="candle_benchmarks.nt3.train",
     predictor="candle_benchmarks.expression_predict:open_nt3",
     metrics=("loss", "accuracy", "val_loss", "val_accuracy", "lr", "params_count"),

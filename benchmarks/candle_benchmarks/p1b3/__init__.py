@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from candle.api import Benchmark, Param
-from candle_benchmarks._base import COMMON_PARAMS
+from candle_benchmarks._base import COMMON_PARAMS, MUTABLE_PARAMS
 
 # Upstream p1b3_default_model.txt: batch_size=100, epochs=1, learning_rate=0.001,
 # rng_seed=2017 (optimizer sgd, the common default).
@@ -18,6 +18,7 @@ BENCHMARK = Benchmark(
     name="p1b3",
     description="drug response: percent growth from cell expression, drug descriptors and "
                 "log concentration, MLP 1000-500-100-50",
+    mutable=MUTABLE_PARAMS,
     runner="candle_benchmarks.p1b3.train",
     predictor="candle_benchmarks.p1b3.predict",
     metrics=("loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2", "lr",

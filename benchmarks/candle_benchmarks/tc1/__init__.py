@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from candle.api import Benchmark, Param
-from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS
+from candle_benchmarks._base import COMMON_PARAMS, CONV_CLASSIFIER_PARAMS, MUTABLE_PARAMS
 
 # Upstream tc1_default_model.txt names no learning rate: it compiles optimizer='sgd', i.e.
 # Keras' default SGD, whose learning rate is 0.01.
@@ -16,6 +16,7 @@ _COMMON = tuple(replace(p, default=_OVERRIDES[p.name]) if p.name in _OVERRIDES e
 BENCHMARK = Benchmark(
     name="tc1",
     description="tumour type (36 classes), NT3's Conv1D stack on 60,483 expression features",
+    mutable=MUTABLE_PARAMS,
     runner="candle_benchmarks.tc1.train",
     predictor="candle_benchmarks.expression_predict:open_tc1",
     metrics=("loss", "accuracy", "val_loss", "val_accuracy", "lr", "params_count"),

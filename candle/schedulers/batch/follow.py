@@ -49,7 +49,7 @@ class _Waves:
 
     @property
     def adaptive(self) -> bool:
-        return self.sweep.search.method == "optuna"
+        return self.sweep.search.adaptive
 
     def step(self, stage: Stage) -> Stage | int:
         return self.submit_wave() if stage is Stage.SUBMIT else self.follow_wave()
@@ -86,10 +86,11 @@ class _Waves:
     def _nothing_left(self) -> int:
         sweep, run_dir = self.sweep, self.sweep.run_dir
         if self.adaptive:
-            told = _finished(RunStore(run_dir), sweep.search.trials)
-            self.console.print(f"{sweep.name}: {told}/{sweep.search.trials} trials told -> "
+            told = _finished(RunStore(run_dir), sweep.search.budget)
+            unit = "members finished" if sweep.search.pbt is not None else "trials told"
+            self.console.print(f"{sweep.name}: {told}/{sweep.search.budget} {unit} -> "
                                f"{run_dir}")
-            return 0 if told >= sweep.search.trials else 1
+            return 0 if told >= sweep.search.budget else 1
         self.console.print(f"{sweep.name}: every job is already done -> {run_dir}")
         return self.code
 
@@ -109,7 +110,7 @@ class _Waves:
     def follow_wave(self) -> Stage | int:
         """FOLLOW: to the wave's end; SUBMIT again while array waves still make progress."""
         store = RunStore(self.sweep.run_dir)
-        trials = self.sweep.search.trials if self.adaptive else None
+        trials = self.sweep.search.budget if self.adaptive else None
         before = _finished(store, trials)
         self.code = follow(store, self.sweep.name, self.console, trials=trials)
         if self.sweep.resources.mode != "array" or self.still:
@@ -171,9 +172,9 @@ def _finished(store: RunStore, trials: int | None) -> int:
     """Jobs done (trials told): a poll opens only the results new since the last one."""
     if trials is None:
         return sum(1 for status in store.statuses().values() if status == JobState.DONE)
-    from candle.adaptive.study import told_trials
+    from candle.schedulers.batch.submit import adaptive_finished
 
-    return told_trials(store.root, store.manifest().name)
+    return adaptive_finished(store)
 
 
 def _ended(backend: Provider, states: dict[str, AllocState], job_id: str) -> bool:

@@ -232,7 +232,7 @@ def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
                     ) -> tuple[list[Script], list[Submission], list[Submission]]:
     """Returns (scripts, new submissions, still-active older ones)."""
     store = RunStore(sweep.run_dir)
-    adaptive = sweep.search.method == "optuna"
+    adaptive = sweep.search.adaptive
     if dry_run:
         preview = _adaptive_preview(sweep) if adaptive else list(iter_jobs(sweep))
         return build_scripts(sweep, preview, sweep.run_dir), [], []
@@ -253,10 +253,8 @@ def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
             pending = [job for job in store.jobs() if states[job.id] is not JobState.DONE]
             todo = len(pending)
         elif sweep.resources.mode == "pack":  # the supervisor inside asks the trials
-            from candle.adaptive.study import told_trials
-
             pending = []
-            todo = max(0, sweep.search.trials - told_trials(store.root, sweep.name))
+            todo = max(0, sweep.search.budget - adaptive_finished(store))
         else:
             pending = next_batch(store)
             todo = len(pending)
@@ -296,10 +294,23 @@ def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
 
 
 def _adaptive_preview(sweep: Sweep) -> list[Job]:
-    """For --dry-run: jobs shaped like one batch of trials (asking would write the study)."""
+    """For --dry-run: jobs shaped like one batch of trials (asking would write the study),
+    or a population's first segments."""
     template = JobTemplate.of(sweep)
-    return [job for index in range(max(1, sweep.search.batch))
-            for job in template.jobs(index, {}, trial=True)]
+    count = sweep.search.budget if sweep.search.pbt is not None else max(1, sweep.search.batch)
+    return [job for index in range(count) for job in template.jobs(index, {}, trial=True)]
+
+
+def adaptive_finished(store: RunStore) -> int:
+    """Trials told (optuna), or members finished (pbt)."""
+    manifest = store.manifest()
+    if manifest.pbt is not None:
+        from candle.adaptive.pbt import finished_members
+
+        return finished_members(store.root)
+    from candle.adaptive.study import told_trials
+
+    return told_trials(store.root, manifest.name)
 
 
 def next_batch(store: RunStore) -> list[Job]:
