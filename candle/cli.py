@@ -302,12 +302,16 @@ def array_task(run_dir: Path, chunk: str) -> None:
               help="also draw the results into this image file (PNG, SVG, PDF)")
 def summary(run_dir: Path, fmt: str, top: int | None, plot: Path | None) -> None:
     """One row per search point (metric mean ± std over folds and replicas), best first;
-    for an Optuna search one row per trial, its best trial(s) and parameter importances."""
+    for an Optuna search one row per trial, its best trial(s) and parameter importances;
+    for population-based training one row per member and the best member's schedule."""
     from candle.store import RunStore
 
     store = RunStore(run_dir).require()
     if store.manifest().optuna:
         _study_summary(store, fmt, top, plot)
+        return
+    if store.manifest().pbt is not None:
+        _pbt_summary(store, fmt, top, plot)
         return
     from candle.reporting.render import SUMMARY_ROWS, print_summary, summary_csv
     from candle.reporting.summary_cache import summarise_cached
@@ -353,6 +357,28 @@ def best(run_dir: Path, fmt: str) -> None:
         click.echo(f"  {name:<{width}}  {numbers['mean']:.6g} ± {numbers['std']:.2g}")
     click.echo(f"final model: candle train --from {run_dir} --best --replicas 3 "
                "--out MODEL_DIR")
+
+
+def _pbt_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> None:
+    """Population-based training: one row per member and the best one's schedule."""
+    from candle.reporting.pbt import read_segment_results, summarise_pbt
+    from candle.reporting.render import pbt_csv, print_pbt_summary
+
+    result = summarise_pbt(store)
+    if plot is not None:
+        from candle.reporting.plots import pbt_population
+
+        pbt_population(result, read_segment_results(store, result)).savefig(plot, dpi=110)
+    if top is not None:
+        result.rows = result.rows[:top]
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt == "csv":
+        click.echo(pbt_csv(result), nl=False)
+    else:
+        print_pbt_summary(result)
+        if plot is not None:
+            click.echo(f"plot: {plot}")
 
 
 def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> None:
@@ -457,8 +483,9 @@ def train(ctx: click.Context, benchmark: str | None, sets: tuple[str, ...],
               help="directory for the PNG plots and index.html (created if missing)")
 def report(run_dir: Path, out: Path) -> None:
     """Plots of RUN_DIR (learning curves, metric vs each varied parameter, parallel
-    coordinates, UQ calibration and spread, CV folds) as PNG files and one self-contained
-    HTML page, --out/index.html (no network needed to view it)."""
+    coordinates, UQ calibration and spread, CV folds; for population-based training the
+    population over epochs and the best member's schedule) as PNG files and one
+    self-contained HTML page, --out/index.html (no network needed to view it)."""
     from candle.reporting.page import terminal_progress, write_report
     from candle.store import RunStore
 

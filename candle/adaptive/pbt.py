@@ -56,6 +56,9 @@ class PbtConfig:
     seed: int
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
     mutable: tuple[str, ...] = ()  # the space's params that may change mid-training
+    # A replayed schedule ([{"start", "params"}], search.schedule): every member follows it
+    # from its own seed, and nobody exploits.
+    schedule: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, sweep: Sweep) -> PbtConfig:
@@ -65,7 +68,9 @@ class PbtConfig:
         return cls(pbt.population, pbt.epochs, pbt.ready, pbt.truncate, tuple(pbt.perturb),
                    pbt.resample, search.metric, search.direction, search.seed,
                    {n: dimension_record(d) for n, d in search.space.items()},
-                   tuple(pbt.mutable))
+                   tuple(pbt.mutable),
+                   tuple({"start": start, "params": dict(params)}
+                         for start, params in pbt.schedule))
 
     def dimensions(self) -> dict[str, Dimension]:
         return {name: dimension_of(record) for name, record in self.space.items()}
@@ -78,7 +83,16 @@ class PbtConfig:
         data = dict(record)
         data["perturb"] = tuple(data["perturb"])
         data["mutable"] = tuple(data.get("mutable") or ())
+        data["schedule"] = tuple(data.get("schedule") or ())
         return cls(**data)
+
+    def scheduled(self, epoch: int) -> dict[str, Any] | None:
+        """The replayed schedule's params from ``epoch`` on (None without a schedule)."""
+        chosen = None
+        for step in self.schedule:
+            if int(step["start"]) <= epoch:
+                chosen = dict(step["params"])
+        return chosen
 
     def better(self, a: float, b: float) -> bool:
         return a < b if self.direction == "minimize" else a > b
@@ -193,7 +207,8 @@ class PbtSource:
         rng = random.Random(f"pbt-start-{self.config.seed}")
         records: list[dict[str, Any]] = []
         for index in range(self.config.population):
-            params = {name: sample(dim, rng) for name, dim in self.space.items()}
+            params = self.config.scheduled(0) or {name: sample(dim, rng)
+                                                  for name, dim in self.space.items()}
             member = Member(index, params)
             self.members[index] = member
             job = self._segment(member, None)
@@ -217,9 +232,12 @@ class PbtSource:
             self._write([{"event": "end", "member": member.index, "epoch": end,
                           "score": score, "job": done_job.id}])
             return
-        source = self._exploit(member)
+        scheduled = self.config.scheduled(end)
+        source = None if scheduled is not None else self._exploit(member)
         before = dict(member.params)
-        if source is None:
+        if scheduled is not None:
+            after, init = scheduled, done_job.id
+        elif source is None:
             after, init = before, done_job.id
         else:
             assert source.done_job is not None

@@ -21,6 +21,7 @@ from candle import __version__
 from candle.benchmark import find_benchmark
 from candle.errors import UserError
 from candle.final.best import BestPoint, best_point, metric_stats
+from candle.plan.jobs import Job
 from candle.spec.model import NOISE_PARAM, Sweep
 from candle.state import JobState
 from candle.store.atomic import atomic_write_text, link_or_copy
@@ -38,12 +39,15 @@ class FinalPlan:
     best: BestPoint
     params: dict[str, Any]  # the point's full job params (the sweep's fixed params + point)
     uq: dict[str, Any] | None
+    schedule: tuple[dict[str, Any], ...] = ()  # a PBT member's replayed schedule
 
 
 def plan_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> FinalPlan:
     """The final model's sweep, written to OUT/sweep.yaml and validated like any sweep."""
     store = RunStore(run_dir).require()
     manifest = store.manifest()
+    if manifest.pbt is not None:
+        return _plan_replay(store, manifest, point, replicas, out)
     chosen = best_point(store, point)
     job = next(j for j in store.jobs() if j.point == chosen.point)
     params = {k: v for k, v in job.params.items() if k != NOISE_PARAM}
@@ -72,6 +76,65 @@ def plan_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> Fi
     sweep = _validated(text, out, manifest.base_dir)
     # The benchmark's module and relative paths resolve where the original sweep lived.
     return FinalPlan(replace(sweep, base_dir=manifest.base_dir), chosen, params, uq)
+
+
+def _plan_replay(store: RunStore, manifest: RunManifest, member: int | None, replicas: int,
+                 out: Path) -> FinalPlan:
+    """A population-based run's best member (or member ``member``): its hyperparameter
+    schedule, replayed from scratch by ``replicas`` members of their own seeds (a PBT sweep
+    with ``search.schedule``: nobody exploits)."""
+    from candle.adaptive.pbt import PbtConfig
+    from candle.reporting.pbt import summarise_pbt
+
+    config = PbtConfig.from_record(manifest.pbt or {})
+    summary = summarise_pbt(store)
+    rows = [r for r in summary.rows if member is None or r.member == member]
+    if not rows:
+        raise UserError(f"no member {member} in this population (0..{config.population - 1})",
+                        file=store.root)
+    row = rows[0]
+    if row.state != "finished" or row.score is None:
+        raise UserError(f"member {row.member} has not finished its {config.epochs} epochs "
+                        f"({row.state}); run the sweep to its end first", file=store.root)
+    schedule = [{"start": s.start, "params": dict(s.params)} for s in row.segments]
+    out = out.resolve()
+    _check_out(out, store.root.resolve(), row.member)
+    original = _original_sweep(store)
+    template = manifest.template or {}
+    params = dict(template.get("params") or {})
+    sweep_record: dict[str, Any] = {
+        "name": out.name,
+        "benchmark": manifest.benchmark,
+        "params": params,
+        "search": {"method": "pbt", "population": replicas, "ready": config.ready,
+                   "space": {name: _yaml_dimension(record)
+                             for name, record in config.space.items()},
+                   "schedule": schedule, "metric": manifest.metric,
+                   "direction": manifest.direction, "seed": config.seed},
+        "resources": _resources(original, manifest.site_file),
+        "retries": manifest.retries,
+        "store": str(out.parent),
+    }
+    if manifest.job_timeout:
+        sweep_record["training"] = {"job_timeout": manifest.job_timeout}
+    header = (f"# The final model of {store.root.resolve()} point {row.member} "
+              f"({manifest.metric} {row.score:.6g}: member {row.member}'s schedule, "
+              f"replayed), written by `candle train --from`.\n")
+    text = header + yaml.safe_dump(sweep_record, sort_keys=False, default_flow_style=None)
+    sweep = _validated(text, out, manifest.base_dir)
+    best = BestPoint(str(store.root), row.member, dict(row.params), manifest.metric,
+                     manifest.direction, float(row.score), 0.0, 1,
+                     {manifest.metric: {"mean": float(row.score), "std": 0.0, "n": 1}},
+                     note=f"population-based training: member {row.member}'s schedule")
+    return FinalPlan(replace(sweep, base_dir=manifest.base_dir), best,
+                     {**params, **row.params}, None, tuple(schedule))
+
+
+def _yaml_dimension(record: dict[str, Any]) -> Any:
+    """A dimension record (candle.adaptive.config) as a sweep writes it."""
+    if "choice" in record:
+        return list(record["choice"])
+    return {key: value for key, value in record.items() if key != "log" or value}
 
 
 def _validated(text: str, out: Path, base_dir: Path) -> Sweep:
@@ -170,7 +233,7 @@ def write_card(plan: FinalPlan, source_run: Path) -> ModelCard:
     digests: set[str] = set()
     problems = []
     finished = []
-    for job in store.jobs():
+    for job in _member_jobs(store):
         result = store.result(job.id)
         if result is None or result.get("status") != JobState.DONE:
             state = result.get("status") if result else "not finished"
@@ -204,13 +267,31 @@ def write_card(plan: FinalPlan, source_run: Path) -> ModelCard:
         members=tuple(sorted(members, key=lambda m: m.replica)), metrics=metric_stats(values),
         source={"run": str(source_run.resolve()), "point": best.point,
                 "metric": best.metric, "direction": best.direction, "value": best.mean,
-                "std": best.std, "jobs": best.n, "params": best.params},
+                "std": best.std, "jobs": best.n, "params": best.params,
+                **({"schedule": list(plan.schedule)} if plan.schedule else {})},
         base_dir=str(sweep.base_dir),
         benchmark_version=definition.version if definition is not None else 0,
         uq=plan.uq, data_digest=digests.pop() if len(digests) == 1 else None,
         candle_version=__version__, created=time.time())
     card.write(store.root)
     return card
+
+
+def _member_jobs(store: RunStore) -> list[Job]:
+    """The jobs whose models are the members: every job, or (a replayed PBT schedule) each
+    member's last segment, as that member's replica."""
+    jobs = list(store.jobs())
+    if store.manifest().pbt is None:
+        return jobs
+    from candle.adaptive.pbt import MEMBER, PbtConfig
+
+    config = PbtConfig.from_record(store.manifest().pbt or {})
+    last = [job for job in jobs if int(job.params["epochs"]) >= config.epochs]
+    for member in range(config.population):
+        if not any(int(job.params[MEMBER]) == member for job in last):
+            raise UserError(f"member {member} has not reached its last segment; run the "
+                            "same command again", file=store.root)
+    return [replace(job, replica=int(job.params[MEMBER])) for job in last]
 
 
 def _link_member(store: RunStore, job_id: str, replica: int, result: dict[str, Any]) -> str:

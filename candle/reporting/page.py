@@ -25,6 +25,7 @@ from candle.errors import UserError
 from candle.plan.jobs import Job
 from candle.reporting import plots
 from candle.reporting.cv import FoldTable
+from candle.reporting.pbt import PbtSummary, summarise_pbt
 from candle.reporting.status import RunStatus, collect_status
 from candle.reporting.summary import Summary, read_results, summarise
 from candle.spec.model import direction_sign
@@ -58,6 +59,7 @@ class ReportData:
     summary: Summary
     folds: FoldTable | None
     uq: list[UQRow]
+    pbt: PbtSummary | None = None  # population-based training: its members and lineage
 
     @property
     def metric(self) -> str:
@@ -113,7 +115,8 @@ def collect(store: RunStore) -> ReportData:
     summary = summarise(store, results)
     return ReportData(root=store.root, manifest=manifest, jobs=views,
                       status=collect_status(store, tail_lines=0), summary=summary,
-                      folds=summary.fold_table, uq=summary.uq_rows)
+                      folds=summary.fold_table, uq=summary.uq_rows,
+                      pbt=summarise_pbt(store) if manifest.pbt is not None else None)
 
 
 # -- which plots ------------------------------------------------------------------------
@@ -177,7 +180,10 @@ def plan_plots(data: ReportData) -> PlotPlan:
     """The plots this run's data allow, in page order, and the ones it does not."""
     plan = PlotPlan()
     metric, direction = data.metric, data.direction
-    _plan_curves(data, plan)
+    if data.pbt is not None:
+        _plan_pbt(data, data.pbt, plan)
+    else:
+        _plan_curves(data, plan)
     varied = varied_params(data)
     finished = [v for v in data.jobs if v.value is not None]
     if not varied:
@@ -236,6 +242,38 @@ def _plan_curves(data: ReportData, plan: PlotPlan) -> None:
         f"{key} per epoch, one line per job with a history, best jobs first ({note}); "
         "the legend names the best 10 (job id, point, fold, replica).",
         _bind(plots.learning_curves, shown, key, total)))
+
+
+def _plan_pbt(data: ReportData, pbt: PbtSummary, plan: PlotPlan) -> None:
+    """A population's scores over epochs (instead of one learning curve per segment job,
+    each starting at epoch 1) and the best member's schedule."""
+    results = {view.job.id: view.result for view in data.jobs}
+    scored = [r for r in pbt.rows if r.score is not None]
+    if not scored:
+        plan.skipped.append(Skipped("population over epochs",
+                                    f"no member has reached a ready point with a value of "
+                                    f"{data.metric} yet"))
+    else:
+        exploits = sum(s.copied_from is not None for s in pbt.segments())
+        plan.plots.append(Plot(
+            "pbt_population.png", "population over epochs",
+            f"{data.metric} per epoch of each of the {len(pbt.rows)} members, best first "
+            "(from its segments' histories; one point per segment where a segment has "
+            f"none). Stars and dashed lines: the {exploits} exploit(s), from the source "
+            "member's score at its checkpoint to the member's next score.",
+            _bind(plots.pbt_population, pbt, results)))
+    best = pbt.best
+    if best is None:
+        plan.skipped.append(Skipped("best member's schedule", "no member has a score yet"))
+    elif not pbt.mutable:
+        plan.skipped.append(Skipped("best member's schedule",
+                                    "the search has no parameter that changes mid-training"))
+    else:
+        plan.plots.append(Plot(
+            "pbt_schedule.png", "best member's schedule",
+            f"Member {best.member}'s value of {', '.join(pbt.mutable)} over its epochs, one "
+            "step per segment; dotted lines where it exploited another member.",
+            _bind(plots.pbt_schedule, pbt)))
 
 
 def _plan_uq(data: ReportData, plan: PlotPlan) -> None:
@@ -402,7 +440,7 @@ def render_html(data: ReportData, images: list[tuple[Plot, bytes]],
         f"written {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
     ]
     body += _jobs_section(data)
-    body += _top_section(data)
+    body += _top_section(data) if data.pbt is None else _pbt_section(data.pbt)
     body += _uq_section(data)
     body += _cv_section(data)
     body.append("<h2>Plots</h2>")
@@ -452,6 +490,29 @@ def _top_section(data: ReportData) -> list[str]:
         classes.append("best" if row.best else "")
     out.append(_table(["point", "params", f"{summary.metric} mean ± std", "n", "failed",
                        "pending"], rows, classes))
+    return out
+
+
+def _pbt_section(pbt: PbtSummary) -> list[str]:
+    """The population best first and the best member's schedule (as `candle summary`)."""
+    better = "lower" if pbt.direction == "minimize" else "higher"
+    out = [f"<h2>Population</h2><p class=\"note\">{_e(pbt.metric)}, {better} is better; "
+           "depth: exploits in the ancestry of the member's weights.</p>"]
+    rows = [[f"#{r.member}", f"#{_num(r.score)}", f"#{r.epochs}/{pbt.epochs}", _e(r.state),
+             f"#{r.depth}", _e(_params(r.params))] for r in pbt.rows]
+    out.append(_table(["member", pbt.metric, "epochs", "state", "depth", "params"], rows,
+                      ["best" if r.best else "" for r in pbt.rows]))
+    best = pbt.best
+    if best is None:
+        return out
+    schedule = [[f"#{s.start}-{s.end}", *(f"#{_e(plots.label_of(s.params.get(n)))}"
+                                          for n in pbt.mutable),
+                 f"#{_num(s.score)}",
+                 "" if s.copied_from is None else
+                 _e(f"copied from member {s.copied_from} at epoch {s.copied_epoch}")]
+                for s in best.segments]
+    out.append(f"<h3>Member {best.member}'s schedule (best)</h3>")
+    out.append(_table(["epochs", *pbt.mutable, pbt.metric, "exploit"], schedule))
     return out
 
 

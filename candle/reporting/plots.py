@@ -23,10 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from candle.reporting.cv import FoldTable
+from candle.reporting.pbt import PbtSummary, member_curves
 from candle.spec.model import direction_sign
 from candle.uq.summary import UQRow
 
 DIAGONAL = "diagonal"  # gid of the ideal-calibration line (not a data line)
+EXPLOIT = "exploit"  # gid of a PBT exploit connector or marker line (not a data line)
 CALIBRATION_CAP = 20  # rows drawn in the calibration plot
 SPREAD_CAP = 8  # histograms in the spread plot
 CV_TOP = 20  # points in the CV plot
@@ -261,3 +263,73 @@ def cv_folds(table: FoldTable, top: int = CV_TOP) -> Figure:
 
 def _legend(ax: Axes, title: str | None = None) -> None:
     ax.legend(fontsize=7, title=title, title_fontsize=7, loc="best", framealpha=0.8)
+
+
+def pbt_population(summary: PbtSummary,
+                   results: Mapping[str, Mapping[str, Any] | None]) -> Figure:
+    """One line per member (best first: ``ax.lines[0]``) of its metric over absolute
+    epochs; an exploit ends the member's line and restarts it from the source's
+    checkpoint: a marker on the source's score there, a dashed connector (gid EXPLOIT) to
+    the member's first score afterwards."""
+    curves = member_curves(summary, results)
+    fig = _figure()
+    ax = fig.add_subplot()
+    cmap = colormaps["viridis"]
+    n = len(curves)
+    colours = {c.member: cmap(0.85 * i / max(1, n - 1)) for i, c in enumerate(curves)}
+    for index, curve in enumerate(curves):
+        colour = colours[curve.member]
+        for piece, (xs, ys) in enumerate(curve.pieces):
+            ax.plot(xs, ys, color=colour, marker="o", markersize=2.5,
+                    linewidth=2.2 if index == 0 else 1.2, zorder=3 + n - index,
+                    label=f"member {curve.member}" if piece == 0 else None)
+    exploits = [(e, e.source_score) for c in curves for e in c.exploits
+                if e.source_score is not None]
+    for event, score in exploits:
+        colour = colours[event.member]
+        source = (event.source_epoch, score)
+        if event.after is not None:
+            ax.plot([source[0], event.after[0]], [source[1], event.after[1]], color=colour,
+                    linestyle="--", linewidth=1.0, gid=EXPLOIT)
+        ax.scatter([source[0]], [source[1]], marker="*", s=90, color=colour,
+                   edgecolors="k", linewidths=0.5, zorder=n + 5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(summary.metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"population {summary.metric} ({_better(summary.direction)}); "
+                 f"★ - - exploit ({len(exploits)})")
+    if n:
+        _legend(ax, title="member (best first)")
+    return fig
+
+
+def pbt_schedule(summary: PbtSummary) -> Figure:
+    """The best member's value of each mutable parameter over its epochs, one panel per
+    parameter (a step per segment; log axis for a log-searched one or a learning rate);
+    dotted verticals where it exploited another member."""
+    best = summary.best
+    segments = best.segments if best is not None else []
+    names = list(summary.mutable)
+    fig = _figure(7.0, 1.2 + 2.0 * max(1, len(names)))
+    axes = fig.subplots(max(1, len(names)), 1, sharex=True, squeeze=False)[:, 0]
+    edges = [s.start for s in segments] + ([segments[-1].end] if segments else [])
+    for ax, name in zip(axes, names, strict=False):
+        values: list[Any] = [s.params.get(name) for s in segments]
+        numeric = is_numeric(values)
+        ys = [float(v) for v in values] if numeric else [label_of(v) for v in values]
+        if segments:
+            ax.step(edges, [*ys, ys[-1]], where="post", color="C0", linewidth=1.8)
+        for segment in segments:
+            if segment.copied_from is not None:
+                ax.axvline(segment.start, color="0.5", linestyle=":", linewidth=1.0,
+                           gid=EXPLOIT)
+        numbers = [float(v) for v in values] if numeric else []
+        logged = name in summary.log or name in ("lr", "learning_rate") or _log_scale(numbers)
+        if numbers and logged and min(numbers) > 0:
+            ax.set_yscale("log")
+        ax.set_ylabel(name)
+    axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    member = f"member {best.member}" if best is not None else "no member"
+    axes[0].set_title(f"{member}'s schedule (best; dotted: exploited another member)")
+    return fig

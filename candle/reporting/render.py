@@ -14,6 +14,7 @@ from rich.table import Table
 
 from candle.benchmark import Benchmark
 from candle.plan.jobs import Job
+from candle.reporting.pbt import PbtSummary
 from candle.reporting.status import RunStatus, lost_lines
 from candle.reporting.study_summary import StudySummary
 from candle.reporting.summary import Summary
@@ -278,6 +279,51 @@ def study_csv(summary: StudySummary) -> str:
                          *(_fmt(row.params.get(n, "")) for n in names),
                          *("" if v is None else repr(v) for v in values),
                          "" if row.last_step is None else row.last_step])
+    return buffer.getvalue()
+
+
+def print_pbt_summary(summary: PbtSummary) -> None:
+    """The population best first, then the best member's schedule, one row a segment."""
+    console = _console()
+    names = sorted({k for r in summary.rows for k in r.params})
+    arrow = "lower" if summary.direction == "minimize" else "higher"
+    table = Table(title=f"population of {len(summary.rows)}: {summary.metric} ({arrow} is "
+                        "better)", caption="depth: exploits in the ancestry of its weights")
+    for column in ("", "member", summary.metric, "epochs", "state", "depth", *names):
+        table.add_column(column)
+    for row in summary.rows:
+        table.add_row("*" if row.best else "", str(row.member), _fmt(row.score),
+                      f"{row.epochs}/{summary.epochs}", row.state, str(row.depth),
+                      *(_fmt(row.params.get(n, "")) for n in names))
+    console.print(table)
+    for member, error in sorted(summary.error.items()):
+        console.print(f"member {member} failed: {error}", markup=False)
+    best = summary.best
+    if best is None:
+        console.print("no member has a score yet")
+        return
+    schedule = Table(title=f"best: member {best.member}'s schedule")
+    for column in ("epochs", *summary.mutable, summary.metric, "exploit"):
+        schedule.add_column(column)
+    for segment in best.segments:
+        copied = ("" if segment.copied_from is None else
+                  f"copied from member {segment.copied_from} at epoch {segment.copied_epoch}")
+        schedule.add_row(f"{segment.start}-{segment.end}",
+                         *(_fmt(segment.params.get(n)) for n in summary.mutable),
+                         _fmt(segment.score), copied)
+    console.print(schedule)
+
+
+def pbt_csv(summary: PbtSummary) -> str:
+    """The population rows (the schedule: --format json)."""
+    names = sorted({k for r in summary.rows for k in r.params})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["best", "member", "metric", "score", "epochs", "state", "depth", *names])
+    for row in summary.rows:
+        writer.writerow([int(row.best), row.member, summary.metric,
+                         "" if row.score is None else repr(row.score), row.epochs, row.state,
+                         row.depth, *(_fmt(row.params.get(n, "")) for n in names)])
     return buffer.getvalue()
 
 

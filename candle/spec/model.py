@@ -53,6 +53,8 @@ class PbtSpec:
     perturb: tuple[float, ...] = (0.8, 1.2)
     resample: float = 0.25
     mutable: tuple[str, ...] = ()
+    # A fixed schedule instead of exploit/explore: (start epoch, params) steps (a replay).
+    schedule: tuple[tuple[int, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "training", "resources",
             "retries", "store")
 SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction", "sampler",
-               "pruner", "batch", "seed_from", "population", "ready", "exploit", "explore")
+               "pruner", "batch", "seed_from", "population", "ready", "exploit", "explore",
+               "schedule")
 OPTUNA_ONLY = ("sampler", "pruner", "batch")
-PBT_ONLY = ("population", "ready", "exploit", "explore")
+PBT_ONLY = ("population", "ready", "exploit", "explore", "schedule")
 CV_KEYS = ("folds", "seed", "stratify")
 UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
 DEFAULT_MC_SAMPLES = 20
@@ -537,8 +538,36 @@ def _pbt(ctx: Ctx, raw: dict[str, Any], spec: SearchSpec, definition: Benchmark 
                                                 "mid-training; search at least one of them")
     from candle.spec.model import PbtSpec
 
+    schedule = _schedule(ctx, raw["schedule"], spec, definition, epochs, ready) \
+        if "schedule" in raw else ()
     return replace(spec, pbt=PbtSpec(population, epochs, ready, truncate, perturb, resample,
-                                     mutable))
+                                     mutable, schedule))
+
+
+def _schedule(ctx: Ctx, raw: Any, spec: SearchSpec, definition: Benchmark | None,
+              epochs: int, ready: int) -> tuple[tuple[int, dict[str, Any]], ...]:
+    """search.schedule: a fixed hyperparameter schedule (a PBT member's, replayed by
+    `candle train --from`): [{start: epoch, params: {...}}, ...] from epoch 0, at ready
+    points, every searched param given each time. Members then never exploit."""
+    where: KeyPath = ("search", "schedule")
+    if not isinstance(raw, list) or not raw:
+        raise ctx.fail(where, "expected a list of {start: epoch, params: {...}}")
+    out: list[tuple[int, dict[str, Any]]] = []
+    for i, entry in enumerate(raw):
+        item = ctx.mapping(entry, (*where, i), ("start", "params"))
+        start = ctx.integer(item.get("start"), (*where, i, "start"), 0, epochs - 1)
+        if (start == 0) != (i == 0) or (out and start <= out[-1][0]) or start % ready:
+            raise ctx.fail((*where, i, "start"), f"starts go up from 0, at ready points "
+                                                 f"(multiples of {ready}); got {start}")
+        given = ctx.mapping(item.get("params") or {}, (*where, i, "params"), tuple(spec.space))
+        missing = [name for name in spec.space if name not in given]
+        if missing:
+            raise ctx.fail((*where, i, "params"), f"missing {', '.join(missing)} (every "
+                                                  "searched param, at every step)")
+        out.append((start, {name: _check_param(ctx, definition, name, value,
+                                               (*where, i, "params", name))
+                            for name, value in given.items()}))
+    return tuple(out)
 
 
 def _check_search_fits_mode(ctx: Ctx, search: SearchSpec, resources: Resources) -> None:

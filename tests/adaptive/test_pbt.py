@@ -256,3 +256,33 @@ def test_exploiting_copies_weights_and_optimizer_state(tmp_path: Path, cli, rank
                 ran = store.result(record["job"]) or {}
                 assert ran["horovod"]["size"] == 2
                 assert len({r["weights"] for r in ran["horovod"]["ranks"]}) == 1
+
+
+@pytest.mark.slow
+def test_the_best_members_schedule_is_replayed_by_candle_train(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from candle.reporting.pbt import summarise_pbt
+
+    assert cli("run", str(pbt_sweep(tmp_path, epochs=6))).code == 0
+    root = tmp_path / "runs" / "pbt"
+    best = summarise_pbt(RunStore(root)).rows[0]
+    schedule = [(s.start, s.params) for s in best.segments]
+    assert [start for start, _ in schedule] == [0, 2, 4]
+    out = tmp_path / "replay"
+    made = cli("train", "--from", str(root), "--best", "--replicas", "2", "--out", str(out))
+    assert made.code == 0, made.err
+    replay = read_lineage(out)
+    for member in (0, 1):  # each replica follows the schedule, and nobody exploits
+        mine = [r for r in replay if r["member"] == member]
+        assert mine[0]["params"] == schedule[0][1]
+        steps = [(r["epoch"], r["params_after"]) for r in mine if r["event"] == "ready"]
+        assert steps == schedule[1:]
+        assert all(r.get("copied_from") is None for r in mine)
+    card = json.loads((out / "model.json").read_text())
+    assert card["source"]["point"] == best.member
+    assert card["source"]["schedule"] == [{"start": s, "params": p} for s, p in schedule]
+    assert sorted(m["replica"] for m in card["members"]) == [0, 1]
+    seeds = {m["seed"] for m in card["members"]}
+    assert len(seeds) == 2  # two seeds, one schedule
+    again = cli("train", "--from", str(root), "--best", "--replicas", "2", "--out", str(out))
+    assert again.code == 0 and "replay: 0 done, 0 failed" in again.out  # nothing trained again
+    assert read_lineage(out) == replay

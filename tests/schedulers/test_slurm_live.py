@@ -173,6 +173,32 @@ def test_warm_workers_in_a_pack_allocation(live_slurm: None, tmp_path: Path) -> 
         assert "forked by the warm worker" in store.log_path(job.id).read_text()
 
 
+def test_pbt_in_a_pack_allocation(live_slurm: None, tmp_path: Path) -> None:
+    """Population-based training inside one 2-node allocation: the supervisor there plans
+    each segment from the lineage, the segments run on both nodes, and every member
+    reaches its last epoch with each decision recorded once."""
+    from tests.adaptive.test_pbt import MODEL, check_lineage
+
+    (tmp_path / "model.py").write_text(MODEL)
+    doc = {"name": "pbt", "benchmark": "model:f", "params": {"epochs": 6},
+           "search": {"method": "pbt", "population": 4, "ready": 2,
+                      "exploit": {"truncate": 0.25}, "metric": "val_loss",
+                      "space": {"lr": {"loguniform": [0.01, 0.9]}}},
+           "resources": {"scheduler": "slurm", "site": "local-slurm", "mode": "pack",
+                         "nodes": 2, "walltime": "00:05:00"},
+           "store": str(tmp_path / "runs")}
+    path = tmp_path / "pbt.yaml"
+    path.write_text(json.dumps(doc))
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pbt: 4 members finished, 0 not" in " ".join(proc.stdout.split())
+    store = RunStore(tmp_path / "runs" / "pbt")
+    check_lineage(store.root, 4, 6, 2)
+    done = results(store)
+    assert len(done) == 12 and all(r["status"] == "done" for r in done)
+    assert len({r["node"] for r in done}) == 2
+
+
 HOSTILE_MODEL = '''
 import json
 

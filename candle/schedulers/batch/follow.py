@@ -159,7 +159,8 @@ def follow(store: RunStore, name: str, console: Console, trials: int | None = No
             time.sleep(delay)
             delay = min(POLL_MAX_S, delay * 1.5)
     done = _finished(store, trials)
-    unit = "trials told" if trials is not None else "done"
+    unit = ("done" if trials is None else "members finished" if store.manifest().pbt
+            else "trials told")
     console.print(f"{name}: {done} {unit}, {total - done} not -> {store.root}")
     return 0 if done >= total else 1
 
