@@ -317,10 +317,17 @@ def start_from(tf: Any, model: Any, params: dict[str, Any], dist: Any) -> dict[s
     own_lr = float(tf.keras.backend.get_value(model.optimizer.learning_rate))
     source.restore(model, state)  # every rank: the files rank 0 chose
     tf.keras.backend.set_value(model.optimizer.learning_rate, own_lr)
-    slots = [np.asarray(v.numpy()) for v in model.optimizer.variables] if state.get(
-        "optimizer") else []
     return {"from": str(params["init_from"]), "epoch": int(state["epoch"]),
-            "weights": weights_digest(model),
+            **state_digests(model, bool(state.get("optimizer")))}
+
+
+def state_digests(model: Any, optimizer: bool | None = None) -> dict[str, str | None]:
+    """Checksums of the weights and of the optimizer's variables (None where it keeps no
+    state that matters): what a segment saved, and what the next one loaded, must match."""
+    if optimizer is None:
+        optimizer = optimizer_state_matters(model.optimizer)
+    slots = [np.asarray(v.numpy()) for v in model.optimizer.variables] if optimizer else []
+    return {"weights": weights_digest(model),
             "optimizer": data_digest(*slots)[:16] if slots else None}
 
 
@@ -472,6 +479,7 @@ def fit(
             # or another's that exploits it) starts from its weights and optimizer state.
             ckpt.save(model, done, history)
             result["state_file"] = f"{ckpt.dir.name}/state.json"
+            result["saved"] = state_digests(model)
         else:
             result["model_file"] = ckpt.finish(model, done, history)
         result["data_digest"] = digest

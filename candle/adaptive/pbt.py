@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ LINEAGE = Path("pbt") / "lineage.jsonl"
 # What a segment job is told beyond its hyperparameters (benchmarks read these).
 INIT_FROM, START_EPOCH, KEEP_STATE, MEMBER = "init_from", "start_epoch", "keep_state", "member"
 SEGMENT_PARAMS = (INIT_FROM, START_EPOCH, KEEP_STATE, MEMBER)
+CHECKPOINTS = "ckpt"  # a built-in job's checkpoint folder (candle_benchmarks._keras)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,9 @@ class PbtSource:
         self.members: dict[int, Member] = {}
         self._by_job: dict[str, Member] = {}
         self._known = {job.id for job in store.jobs()}
+        self._kept: set[str] = set()  # done segments whose checkpoint is still on disk
         self._resume(read_lineage(store.root))
+        self._prune()
 
     # -- what the supervisor asks -------------------------------------------------------
     def next_job(self) -> Job | None:
@@ -184,6 +188,7 @@ class PbtSource:
                 member.scores[int(record["epoch"])] = float(record["score"])
                 member.epoch = int(record["epoch"])
                 member.done_job = str(record["done_job"])
+                self._kept.add(member.done_job)
                 member.params = dict(record["params_after"])
                 self._plan(member, record["job_record"])
             elif event == "end":
@@ -231,6 +236,7 @@ class PbtSource:
             member.finished = True
             self._write([{"event": "end", "member": member.index, "epoch": end,
                           "score": score, "job": done_job.id}])
+            self._prune()
             return
         scheduled = self.config.scheduled(end)
         source = None if scheduled is not None else self._exploit(member)
@@ -251,6 +257,8 @@ class PbtSource:
             "params_after": after, "job": job.id, "job_record": job.to_record()}
         self._write([record])
         self._plan(member, record["job_record"])
+        self._kept.add(done_job.id)
+        self._prune()
 
     def _exploit(self, member: Member) -> Member | None:
         """A random top member when ``member`` is in the bottom quantile of the members'
@@ -311,6 +319,22 @@ class PbtSource:
         member.job = job
         member.launched = False
         self._by_job[job.id] = member
+
+    def _prune(self) -> None:
+        """Remove the checkpoints no decision can use any more: a segment's weights and
+        optimizer state serve its member's next decision (own, or another's exploit) and
+        the segments planned from it; once its member has moved on and they have started
+        from it, nothing reads them again (at NT3's width, ~3.6 GB a segment with Adam).
+        Its result stays. A user model's own state files are its own to keep."""
+        live = [m for m in self.members.values() if not m.failed]
+        referenced = {m.done_job for m in live if m.done_job is not None}
+        for member in live:
+            if member.job is not None and not member.finished and member.job.params.get(
+                    INIT_FROM):
+                referenced.add(Path(str(member.job.params[INIT_FROM])).name)
+        for job_id in sorted(self._kept - referenced):
+            shutil.rmtree(self.store.job_dir(job_id) / CHECKPOINTS, ignore_errors=True)
+            self._kept.discard(job_id)
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         append_records(self.store.root / LINEAGE, records)
