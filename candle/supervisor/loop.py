@@ -475,14 +475,19 @@ class Supervisor:
         held = self.launcher.env(request)  # the launcher's defaults; the environment wins
         process: subprocess.Popen[bytes] | WarmJob
         if warm is not None:  # the node's worker forks the job (started once a node)
+            # Its running marker names the job's own process once it exists, as `kill`
+            # and `candle status` expect (the worker's pid would stand for all its jobs).
             process = warm.run(placement.hosts[0][0], job_args(request),
-                                    {**held, **job_env(request)}, store.log_path(job.id))
+                               {**held, **job_env(request)}, store.log_path(job.id),
+                               lambda pid: store.mark_running(job.id, pid, attempt,
+                                                              owner=self.lease.owner))
         else:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL,
                                        env={**held, **self.env, **job_env(request)},
                                        start_new_session=True, preexec_fn=die_with_parent)
-        store.mark_running(job.id, process.pid, attempt, owner=self.lease.owner)
+        if warm is None:
+            store.mark_running(job.id, process.pid, attempt, owner=self.lease.owner)
         self._running[job.id] = _Running(job, process, log, attempt, tries, placement,
                                          lingers=OPENMPI_SIGKILL_TIMEOUT in held)
         self.on_event("started", job, None)

@@ -30,11 +30,14 @@ STOP_SECONDS = 5.0  # a worker asked to exit gets this long before it is killed
 class WarmJob:
     """A job running in a warm worker's forked child."""
 
-    def __init__(self, worker: WarmWorker, token: int) -> None:
+    def __init__(self, worker: WarmWorker, token: int,
+                 on_started: Callable[[int], None] | None = None) -> None:
         self.worker = worker
         self.token = token
         self.returncode: int | None = None
         self.child_pid = 0  # on the worker's node, once it says so
+        # Called once the job's process exists, with the pid that stands for it here.
+        self.on_started = on_started or (lambda pid: None)
 
     @property
     def pid(self) -> int:
@@ -81,6 +84,7 @@ class WarmWorker:
         self.jobs: dict[int, WarmJob] = {}
         self.alive = True
         self.ready = False
+        self.direct = False  # set by "ready"
         self.startup_seconds: float | None = None
 
     def fileno(self) -> int:
@@ -122,12 +126,17 @@ class WarmWorker:
         if op == "ready":
             self.ready = True
             self.startup_seconds = float(message.get("seconds") or 0.0)
+            # Our own child (a local worker): its jobs' pids are this machine's. Through
+            # srun or mpiexec they are another node's; the launcher stands for them here.
+            self.direct = int(message.get("pid") or 0) == self.process.pid
             return
         job = self.jobs.get(int(message.get("id", -1)))
         if job is None:
             return
         if op == "started":
             job.child_pid = int(message.get("pid") or 0)
+            job.on_started(job.child_pid if self.direct and job.child_pid else
+                           self.process.pid)
         elif op == "exited":
             job.returncode = int(message["code"])
             del self.jobs[job.token]
@@ -184,8 +193,10 @@ class WarmWorkers:
                     break
         return not self.broken
 
-    def run(self, node: str, args: list[str], env: dict[str, str], log: Path) -> WarmJob:
-        """Hand one job to ``node``'s worker (started now if it has none, or it died)."""
+    def run(self, node: str, args: list[str], env: dict[str, str], log: Path,
+            on_started: Callable[[int], None] | None = None) -> WarmJob:
+        """Hand one job to ``node``'s worker (started now if it has none, or it died);
+        ``on_started`` gets the job's pid (its launcher's, on another node) once it runs."""
         worker = self.workers.get(node)
         if worker is None or not worker.alive:
             if worker is not None:
@@ -193,7 +204,7 @@ class WarmWorkers:
             worker = WarmWorker(node, self.start_argv(node), self.env,
                                 self.run_dir / WORKER_LOGS / f"{node}.log")
             self.workers[node] = worker
-        job = WarmJob(worker, next(self._tokens))
+        job = WarmJob(worker, next(self._tokens), on_started)
         worker.jobs[job.token] = job
         worker.send({"op": "run", "id": job.token, "args": args, "env": env, "log": str(log),
                      "cwd": os.getcwd()})

@@ -257,11 +257,10 @@ def test_multi_rank_jobs_are_launched_one_by_one_even_when_warm(tmp_path: Path) 
     assert one.warm is not None
 
 
-def children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
+def parent_of(pid: int) -> int:
+    """From /proc/PID/stat: the field after the state (the command may hold spaces)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
 
 
 @pytest.mark.slow
@@ -283,8 +282,9 @@ def test_a_cgroup_wide_sigterm_lets_a_warm_job_reach_its_checkpoint(tmp_path: Pa
             time.sleep(0.05)
         (job,) = store.jobs()
         marker = json.loads((store.job_dir(job.id) / "running.json").read_text())
-        worker = marker["pid"]
-        (child,) = children_of(worker)
+        child = marker["pid"]  # the job's own process, as `kill` expects
+        worker = parent_of(child)
+        assert worker != proc.pid  # forked by the worker, not the supervisor
         for pid in (worker, child, proc.pid):
             os.kill(pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
