@@ -436,10 +436,20 @@ def fit(
                  *params.get("_extra_callbacks", []), _Record()]
     started = time.perf_counter()
     if initial_epoch < epochs and not stopper.should_stop:
+        x_fit: Any = data.x_train
+        y_fit: Any = data.y_train
+        batch: int | None = int(params["batch_size"])
+        steps: int | None = None
+        tuned = (training_dataset(tf, x_fit, y_fit, int(params["batch_size"]),
+                                  epochs - initial_epoch)
+                 if isinstance(x_fit, np.ndarray) else None)
+        if tuned is not None:  # see training_dataset: no idle stall at the end of fit
+            (x_fit, steps), y_fit, batch = tuned, None, None
         model.fit(
-            data.x_train, data.y_train,
+            x_fit, y_fit,
+            steps_per_epoch=steps,
             validation_data=(data.x_val, data.y_val),
-            batch_size=int(params["batch_size"]),
+            batch_size=batch,
             epochs=epochs,
             initial_epoch=initial_epoch,
             shuffle=True,
@@ -489,6 +499,29 @@ def fit(
         if whole.fold_assignment is not None:
             result["fold_assignment"] = whole.fold_assignment
     return result
+
+
+def training_dataset(tf: Any, x: NDArray[Any], y: NDArray[Any], batch_size: int,
+                     epochs: int) -> tuple[Any, int] | None:
+    """Keras' own pipeline for NumPy training data (the same batches and per-epoch shuffle:
+    the same weights, checked on 1 and 2 ranks) with tf.data autotuning off; and its steps
+    per epoch.
+
+    Why (issue 19): with autotuning on, the training iterator's autotune thread (TF 2.15
+    ``Model::OptimizeLoop``) can miss the cancellation when fit deletes the iterator and
+    sleep out its period, which doubles up to 60 s the longer the fit runs: fit then returned
+    up to 28 s after its last epoch (2-rank TC1 here, 7 of 8 fits), idle, in
+    ``RootDataset::Iterator::~Iterator`` waiting for that thread. Without autotuning there
+    is no such thread; in-memory slicing needs no tuning. None where Keras differs."""
+    try:
+        from keras.src.engine import data_adapter
+    except ImportError:  # another Keras: None, fit takes the arrays (autotuned)
+        return None
+    adapter = data_adapter.TensorLikeDataAdapter(x, y, batch_size=batch_size, epochs=epochs,
+                                                 shuffle=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return adapter.get_dataset().with_options(options), int(adapter.get_size())
 
 
 def predict_test_set(model: Any, data: Arrays, uq: UQConfig) -> Any:

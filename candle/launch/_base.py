@@ -66,15 +66,26 @@ def job_env(request: LaunchRequest) -> dict[str, str]:
 # for any epoch to end. (Measured with Open MPI 4.1.4; the ranks are in their own process
 # groups, so only mpirun forwards signals to them, and it forwards nothing while it waits.)
 OPENMPI_SIGKILL_TIMEOUT = "OMPI_MCA_odls_base_sigkill_timeout"
+# Open MPI busy-polls while a rank waits in MPI unless it sees its node oversubscribed (more
+# ranks than slots). Horovod's background thread waits in MPI every cycle (~1 ms), beside
+# TensorFlow threads that already take the rank's share of the cores: its spinning took
+# CPU from training: NT3 at 2 ranks x 1 thread trained at 0.62x the samples/s of 1 rank x 2
+# threads on 2 cores; yielding when idle, 1.24x (issue 19, scripts/perf/horovod_overhead.py).
+OPENMPI_YIELD_WHEN_IDLE = "OMPI_MCA_mpi_yield_when_idle"
 
 
 def openmpi_env(request: LaunchRequest) -> dict[str, str]:
-    """Make Open MPI wait half the stop grace twice, so that its ranks get the whole grace
-    to reach a checkpoint. The price: a job one of whose ranks crashes is also reaped that
-    much later (mpirun kills the other ranks the same way)."""
-    if request.stop_grace <= 0 or request.ranks <= 1:
+    """For a multi-rank Open MPI launch: ranks yield the CPU while they wait in MPI
+    (`OPENMPI_YIELD_WHEN_IDLE`), and Open MPI waits half the stop grace twice, so that its
+    ranks get the whole grace to reach a checkpoint. The price of the latter: a job one of
+    whose ranks crashes is also reaped that much later (mpirun kills the other ranks the
+    same way)."""
+    if request.ranks <= 1:
         return {}
-    return {OPENMPI_SIGKILL_TIMEOUT: str(max(1, math.ceil(request.stop_grace / 2)))}
+    env = {OPENMPI_YIELD_WHEN_IDLE: "1"}
+    if request.stop_grace > 0:
+        env[OPENMPI_SIGKILL_TIMEOUT] = str(max(1, math.ceil(request.stop_grace / 2)))
+    return env
 
 
 class Launcher(Protocol):

@@ -89,13 +89,34 @@ def test_open_mpi_launches_wait_half_the_stop_grace_before_sigkilling_ranks() ->
     """Open MPI's mpirun, sent SIGTERM, waits odls_base_sigkill_timeout twice before it
     SIGKILLs its ranks (tests/supervisor/test_stop_signals.py shows why it matters)."""
     two = LaunchRequest(Path("/runs/r"), "abc123", 2, 1, 1, stop_grace=30)
-    held = {"OMPI_MCA_odls_base_sigkill_timeout": "15"}
+    yield_ = {"OMPI_MCA_mpi_yield_when_idle": "1"}  # issue 19: no busy-polling ranks
+    held = {"OMPI_MCA_odls_base_sigkill_timeout": "15", **yield_}
     assert LocalLauncher().env(two) == held
     assert MpiexecLauncher(flavour="openmpi").env(two) == held
     assert MpiexecLauncher(flavour="openmpi").env(
         LaunchRequest(Path("/runs/r"), "abc123", 2, 1, 1, stop_grace=5)) == {
-        "OMPI_MCA_odls_base_sigkill_timeout": "3"}
+        "OMPI_MCA_odls_base_sigkill_timeout": "3", **yield_}
     assert LocalLauncher().env(request(1)) == {}  # no mpirun for one rank
-    assert LocalLauncher().env(request(2)) == {}  # no grace asked for
+    assert LocalLauncher().env(request(2)) == yield_  # no grace asked for
     assert MpiexecLauncher(flavour="pals").env(two) == {}
     assert SrunLauncher().env(two) == {}
+
+
+def test_warm_workers_start_once_per_node_through_each_launcher(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm worker is one process on its node, its stdin and stdout forwarded: srun and
+    mpiexec run one task there, holding the CPUs of the jobs it will fork."""
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    run = Path("/runs/r")
+    worker = [sys.executable, "-m", "candle.job.worker", "/runs/r"]
+    assert LocalLauncher().worker_argv(run, "localhost", 2) == worker
+    assert SrunLauncher().worker_argv(run, "nid01", 8) == [
+        "srun", "--exact", "--mpi=none", "-N", "1", "-n", "1", "--nodelist=nid01",
+        "--cpus-per-task=8", "--kill-on-bad-exit=1", *worker]
+    assert MpiexecLauncher(flavour="pals").worker_argv(run, "x1", 4) == [
+        "mpiexec", "-n", "1", "-ppn", "1", "--hosts", "x1", "--cpu-bind", "none", *worker]
+    assert MpiexecLauncher(flavour="hydra").worker_argv(run, "x1", 4) == [
+        "mpiexec", "-n", "1", "-ppn", "1", "-hosts", "x1", *worker]
+    assert MpiexecLauncher(flavour="openmpi").worker_argv(run, "x1", 4) == [
+        "mpiexec", "-n", "1", "--host", "x1:1", "--bind-to", "none", "--allow-run-as-root",
+        *worker]
