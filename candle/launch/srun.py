@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from candle.launch._base import LaunchRequest, job_argv
+from candle.launch._base import OPENMPI_YIELD_WHEN_IDLE, LaunchRequest, job_argv
 from candle.launch.warm import worker_argv
 
 
@@ -28,7 +28,10 @@ class SrunLauncher:
         return [*argv, *job_argv(request)]
 
     def env(self, request: LaunchRequest) -> dict[str, str]:
-        return {}  # srun's ranks are Slurm's step tasks: no mpirun to hold back
+        """srun's ranks are Slurm's step tasks (no mpirun to hold back); an Open MPI rank
+        among them still busy-polls while it waits in MPI unless told to yield (other MPIs
+        ignore the variable)."""
+        return {OPENMPI_YIELD_WHEN_IDLE: "1"} if request.ranks > 1 else {}
 
     def worker_argv(self, run_dir: Path, node: str, cpus: int) -> list[str]:
         """One step of one task on ``node`` holding the CPUs of all the jobs it will run at

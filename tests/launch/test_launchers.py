@@ -99,7 +99,8 @@ def test_open_mpi_launches_wait_half_the_stop_grace_before_sigkilling_ranks() ->
     assert LocalLauncher().env(request(1)) == {}  # no mpirun for one rank
     assert LocalLauncher().env(request(2)) == yield_  # no grace asked for
     assert MpiexecLauncher(flavour="pals").env(two) == {}
-    assert SrunLauncher().env(two) == {}
+    assert SrunLauncher().env(two) == yield_  # Open MPI ranks under srun poll alike
+    assert SrunLauncher().env(request(1)) == {}
 
 
 def test_warm_workers_start_once_per_node_through_each_launcher(
