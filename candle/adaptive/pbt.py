@@ -106,7 +106,11 @@ class Member:
     params: dict[str, Any]  # its hyperparameters now (the space's names only)
     epoch: int = 0  # epochs trained: where its next segment starts
     job: Job | None = None  # its current segment (planned, running or just done)
-    done_job: str | None = None  # the segment that ended at ``epoch``: its checkpoint
+    # Its latest done segment, what an exploit copies: the job (its checkpoint), the epoch
+    # it ended at and the params it trained with (the member's may have moved on since).
+    done_job: str | None = None
+    done_epoch: int = 0
+    done_params: dict[str, Any] = field(default_factory=dict)
     scores: dict[int, float] = field(default_factory=dict)  # epoch -> score
     finished: bool = False
     failed: bool = False
@@ -114,7 +118,8 @@ class Member:
 
     @property
     def latest(self) -> float | None:
-        return self.scores[max(self.scores)] if self.scores else None
+        """The score of its latest done segment (epochs may go back after an exploit)."""
+        return self.scores.get(self.done_epoch) if self.scores else None
 
 
 def read_lineage(root: Path) -> list[dict[str, Any]]:
@@ -186,16 +191,20 @@ class PbtSource:
             elif event == "ready":
                 member = self.members[index]
                 member.scores[int(record["epoch"])] = float(record["score"])
-                member.epoch = int(record["epoch"])
+                # where its next segment starts (past the ready point, after an exploit)
+                member.epoch = int(record["job_record"]["params"][START_EPOCH])
                 member.done_job = str(record["done_job"])
+                member.done_epoch = int(record["epoch"])
+                member.done_params = dict(record["params_before"])
                 self._kept.add(member.done_job)
                 member.params = dict(record["params_after"])
                 self._plan(member, record["job_record"])
             elif event == "end":
                 member = self.members[index]
                 member.scores[int(record["epoch"])] = float(record["score"])
-                member.epoch = int(record["epoch"])
+                member.epoch = member.done_epoch = int(record["epoch"])
                 member.done_job = str(record["job"])
+                member.done_params = dict(member.params)
                 member.finished = True
             elif event == "failed":
                 self.members[index].failed = True
@@ -230,8 +239,9 @@ class PbtSource:
         end = int(done_job.params["epochs"])
         score = _score(result, self.config.metric)
         member.scores[end] = score
-        member.epoch = end
+        member.epoch = member.done_epoch = end
         member.done_job = done_job.id
+        member.done_params = dict(member.params)
         if end >= self.config.epochs:
             member.finished = True
             self._write([{"event": "end", "member": member.index, "epoch": end,
@@ -247,7 +257,10 @@ class PbtSource:
             after, init = before, done_job.id
         else:
             assert source.done_job is not None
-            after, init = self._explore(source.params, member, end), source.done_job
+            after, init = self._explore(source.done_params, member, end), source.done_job
+            # The copied weights have trained the source's epochs: the member goes on
+            # from there (ahead of its own epoch, or a little behind).
+            member.epoch = source.done_epoch
         member.params = after
         job = self._segment(member, init)
         record: dict[str, Any] = {
@@ -262,7 +275,10 @@ class PbtSource:
 
     def _exploit(self, member: Member) -> Member | None:
         """A random top member when ``member`` is in the bottom quantile of the members'
-        latest scores (those that have one, itself included), else None."""
+        latest scores (each member's last ready point, itself included: asynchronous, as
+        the CANDLE Supervisor's score table and Ray Tune rank), else None. The copier then
+        goes on from the source's checkpoint and its epoch, so a model's epochs are always
+        the epochs its weights trained (a source behind it costs a few epochs again)."""
         ranked = [m for m in self.members.values() if m.latest is not None and not m.failed]
         if len(ranked) < 2 or member not in ranked:
             return None
@@ -378,3 +394,23 @@ def finished_members(root: Path) -> int:
 
 def segments_per_member(config: PbtConfig) -> int:
     return math.ceil(config.epochs / config.ready)
+
+
+def ancestry(lineage: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:
+    """The segments whose training the weights of ``job_id`` carry, first to last: each
+    segment starts from its parent's checkpoint (``init_from``), through the copies of
+    exploits; their epochs join up from 0. Each: {"job", "start", "end", "params"} (the
+    searched params it trained with)."""
+    planned = {r["job"]: r for r in lineage if r.get("job_record")}
+    chain: list[dict[str, Any]] = []
+    current: str | None = job_id
+    while current is not None and current in planned:
+        record = planned[current]
+        params = record["job_record"]["params"]
+        chain.append({"job": current, "start": int(params[START_EPOCH]),
+                      "end": int(params["epochs"]),
+                      "params": dict(record["job_record"]["point_params"])})
+        parent = params.get(INIT_FROM)
+        current = Path(str(parent)).name if parent else None
+    chain.reverse()
+    return chain

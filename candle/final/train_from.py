@@ -80,10 +80,11 @@ def plan_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> Fi
 
 def _plan_replay(store: RunStore, manifest: RunManifest, member: int | None, replicas: int,
                  out: Path) -> FinalPlan:
-    """A population-based run's best member (or member ``member``): its hyperparameter
-    schedule, replayed from scratch by ``replicas`` members of their own seeds (a PBT sweep
-    with ``search.schedule``: nobody exploits)."""
-    from candle.adaptive.pbt import PbtConfig
+    """A population-based run's best member (or member ``member``): the hyperparameter
+    schedule its final weights trained under (its segments and, through each exploit, the
+    source's before), replayed from scratch by ``replicas`` members of their own seeds (a
+    PBT sweep with ``search.schedule``: nobody exploits)."""
+    from candle.adaptive.pbt import PbtConfig, ancestry, read_lineage
     from candle.reporting.pbt import summarise_pbt
 
     config = PbtConfig.from_record(manifest.pbt or {})
@@ -96,7 +97,9 @@ def _plan_replay(store: RunStore, manifest: RunManifest, member: int | None, rep
     if row.state != "finished" or row.score is None:
         raise UserError(f"member {row.member} has not finished its {config.epochs} epochs "
                         f"({row.state}); run the sweep to its end first", file=store.root)
-    schedule = [{"start": s.start, "params": dict(s.params)} for s in row.segments]
+    last = row.segments[-1].job
+    schedule = [{"start": s["start"], "params": s["params"]}
+                for s in ancestry(read_lineage(store.root), last)]
     out = out.resolve()
     _check_out(out, store.root.resolve(), row.member)
     original = _original_sweep(store)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from candle.adaptive.pbt import LINEAGE, perturb, read_lineage
+from candle.adaptive.pbt import LINEAGE, ancestry, perturb, read_lineage
 from candle.spec.model import Choice, IntRange, Uniform
 from candle.state import JobState
 from candle.store import RunStore
@@ -85,20 +85,45 @@ def pbt_sweep(tmp_path: Path, *, population: int = 4, epochs: int = 8, ready: in
 
 
 def check_lineage(root: Path, population: int, epochs: int, ready: int) -> list[dict[str, Any]]:
-    """One start per member, one ready per member and ready point, one end per member, and
-    each decision's segment is the one its member ran next."""
+    """Per member: one start, a ready record at the end of each segment it ran, one end at
+    the last epoch; each decision's segment is the one its member ran next, ending where it
+    was planned to (an exploit continues from the source's epoch, ahead or behind)."""
     lineage = read_lineage(root)
     store = RunStore(root)
     for member in range(population):
         mine = [r for r in lineage if r["member"] == member]
-        assert [r["event"] for r in mine] == (
-            ["start"] + ["ready"] * (len(range(ready, epochs, ready))) + ["end"]), mine
-        assert [r["epoch"] for r in mine] == [0, *range(ready, epochs, ready), epochs]
+        events = [r["event"] for r in mine]
+        assert events[0] == "start" and events[-1] == "end", events
+        assert set(events[1:-1]) <= {"ready"} and mine[-1]["epoch"] == epochs
         for before, after in itertools.pairwise(mine):
             ran = after["done_job"] if after["event"] == "ready" else after["job"]
             assert ran == before["job"]  # the segment decided is the one that ran
+            planned = before["job_record"]["params"]
+            assert after["epoch"] == planned["epochs"]  # ...and ended where planned
+            assert 0 < planned["epochs"] - planned["start_epoch"] <= ready
             assert store.state(ran) is JobState.DONE
+        assert mine[0]["job_record"]["params"]["start_epoch"] == 0
     return lineage
+
+
+def epochs_trained(root: Path) -> dict[int, list[int]]:
+    """Each member's epochs as its model logged them."""
+    per_member: dict[int, list[int]] = {}
+    for line in (root / "epochs.log").read_text().splitlines():
+        member, epoch = map(int, line.split())
+        per_member.setdefault(member, []).append(epoch)
+    return per_member
+
+
+def assert_each_segment_trained_once(root: Path) -> None:
+    """Every member logged exactly its segments' epochs, in order: none lost, none twice
+    (a crash or a kill resumed where it stopped)."""
+    lineage = read_lineage(root)
+    for member, trained in epochs_trained(root).items():
+        planned = [r["job_record"]["params"] for r in lineage
+                   if r["member"] == member and "job_record" in r]
+        want = [e for p in planned for e in range(p["start_epoch"] + 1, p["epochs"] + 1)]
+        assert trained == want, (member, trained, want)
 
 
 @pytest.mark.slow
@@ -124,14 +149,15 @@ def test_a_population_trains_exploits_and_records_every_step(tmp_path: Path, cli
         job = store.result(record["job"]) or {}
         params = json.loads((store.job_dir(record["job"]) / "params.json").read_text())
         assert params["params"]["init_from"] == str(store.job_dir(record["from_job"]))
-        assert params["params"]["start_epoch"] == record["epoch"]
+        if record["copied_from"] is None:  # its own checkpoint: on from where it was
+            assert params["params"]["start_epoch"] == record["epoch"]
         assert job["status"] == "done"
-    log = (root / "epochs.log").read_text().split("\n")
-    per_member = {}
-    for line in filter(None, log):
-        member, epoch = map(int, line.split())
-        per_member.setdefault(member, []).append(epoch)
-    assert all(epochs == list(range(1, 9)) for epochs in per_member.values()), per_member
+    assert_each_segment_trained_once(root)
+    # an exploit continues from the source's epoch: the copier's next segment starts there
+    for record in copies:
+        source_end = next(r["epoch"] for r in lineage if r["event"] == "ready"
+                          and r["done_job"] == record["from_job"])
+        assert record["job_record"]["params"]["start_epoch"] == source_end
 
 
 @pytest.mark.slow
@@ -165,15 +191,15 @@ def test_a_crashed_member_is_retried_from_its_own_checkpoint(tmp_path: Path, cli
     assert result.code == 0, result.err
     root = tmp_path / "runs" / "pbt"
     lineage = check_lineage(root, 2, 8, 2)
-    crashed = next(r for r in lineage if r["member"] == 1 and r["event"] == "ready"
-                   and r["epoch"] == 4)["done_job"]
+    # the segment of member 1 that trained epoch 3 (the model crashes there once)
+    crashed = next(r["job"] for r in lineage if r["member"] == 1 and "job_record" in r
+                   and r["job_record"]["params"]["start_epoch"] < 3
+                   <= r["job_record"]["params"]["epochs"])
     store = RunStore(root)
     [attempt] = [json.loads(line) for line in
                  (store.job_dir(crashed) / ATTEMPTS).read_text().splitlines()]
     assert "exited with code 9" in attempt["error"]
-    log = [tuple(map(int, line.split())) for line in
-           (root / "epochs.log").read_text().splitlines()]
-    assert [epoch for member, epoch in log if member == 1] == list(range(1, 9))  # none twice
+    assert_each_segment_trained_once(root)
 
 
 def test_perturb_moves_within_the_space() -> None:
@@ -268,8 +294,11 @@ def test_the_best_members_schedule_is_replayed_by_candle_train(tmp_path: Path, c
     assert cli("run", str(pbt_sweep(tmp_path, epochs=6))).code == 0
     root = tmp_path / "runs" / "pbt"
     best = summarise_pbt(RunStore(root)).rows[0]
-    schedule = [(s.start, s.params) for s in best.segments]
-    assert [start for start, _ in schedule] == [0, 2, 4]
+    # the schedule its final weights trained under: through exploits, epochs join up
+    chain = ancestry(read_lineage(root), best.segments[-1].job)
+    assert chain[0]["start"] == 0 and chain[-1]["end"] == 6
+    assert all(a["end"] == b["start"] for a, b in itertools.pairwise(chain))
+    schedule = [(s["start"], s["params"]) for s in chain]
     out = tmp_path / "replay"
     made = cli("train", "--from", str(root), "--best", "--replicas", "2", "--out", str(out))
     assert made.code == 0, made.err
