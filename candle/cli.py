@@ -369,16 +369,21 @@ def _pbt_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> No
         from candle.reporting.plots import pbt_population
 
         pbt_population(result, read_segment_results(store, result)).savefig(plot, dpi=110)
+    if _show_rows(result, fmt, top, pbt_csv):
+        print_pbt_summary(result)
+        if plot is not None:
+            click.echo(f"plot: {plot}")
+
+
+def _show_rows(result: Any, fmt: str, top: int | None, to_csv: Any) -> bool:
+    """Keep the ``top`` rows; print JSON or CSV. True when the table is the caller's."""
     if top is not None:
         result.rows = result.rows[:top]
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif fmt == "csv":
-        click.echo(pbt_csv(result), nl=False)
-    else:
-        print_pbt_summary(result)
-        if plot is not None:
-            click.echo(f"plot: {plot}")
+        click.echo(to_csv(result), nl=False)
+    return fmt == "table"
 
 
 def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> None:
@@ -388,13 +393,7 @@ def _study_summary(store: Any, fmt: str, top: int | None, plot: Path | None) -> 
     result = summarise_study(store, importances=fmt != "csv")
     if plot is not None:
         plot_study(result, plot)
-    if top is not None:
-        result.rows = result.rows[:top]
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    elif fmt == "csv":
-        click.echo(study_csv(result), nl=False)
-    else:
+    if _show_rows(result, fmt, top, study_csv):
         print_study_summary(result)
         manifest = store.manifest()
         if manifest.uq:

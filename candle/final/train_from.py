@@ -55,27 +55,38 @@ def plan_final(run_dir: Path, point: int | None, replicas: int, out: Path) -> Fi
     _check_out(out, run_dir.resolve(), chosen.point)
     original = _original_sweep(store)
     uq = _final_uq(manifest, job.params, replicas)
-    sweep_record: dict[str, Any] = {
+    sweep = _final_sweep(
+        manifest, original, out, params,
+        {"method": "list", "points": [{}], "metric": manifest.metric,
+         "direction": manifest.direction},
+        f"# The final model of {run_dir.resolve()} point {chosen.point} ({chosen.metric} "
+        f"{chosen.mean:.6g} ± {chosen.std:.2g} over {chosen.n} job(s)), written by "
+        "`candle train --from`.", uq)
+    return FinalPlan(sweep, chosen, params, uq)
+
+
+def _final_sweep(manifest: RunManifest, original: dict[str, Any], out: Path,
+                 params: dict[str, Any], search: dict[str, Any], header: str,
+                 uq: dict[str, Any] | None = None) -> Sweep:
+    """The final model's sweep (the run's benchmark, resources, retries and job timeout),
+    validated and written to OUT/sweep.yaml under its one-line ``header``; the benchmark's
+    module and relative paths resolve where the original sweep lived."""
+    record: dict[str, Any] = {
         "name": out.name,
         "benchmark": manifest.benchmark,
         "params": params,
-        "search": {"method": "list", "points": [{}], "metric": manifest.metric,
-                   "direction": manifest.direction},
+        "search": search,
         "resources": _resources(original, manifest.site_file),
         "retries": manifest.retries,
         "store": str(out.parent),
     }
     if uq is not None:
-        sweep_record["uq"] = uq
+        record["uq"] = uq
     if manifest.job_timeout:
-        sweep_record["training"] = {"job_timeout": manifest.job_timeout}
-    header = (f"# The final model of {run_dir.resolve()} point {chosen.point} "
-              f"({chosen.metric} {chosen.mean:.6g} ± {chosen.std:.2g} over {chosen.n} "
-              f"job(s)), written by `candle train --from`.\n")
-    text = header + yaml.safe_dump(sweep_record, sort_keys=False, default_flow_style=None)
+        record["training"] = {"job_timeout": manifest.job_timeout}
+    text = header + "\n" + yaml.safe_dump(record, sort_keys=False, default_flow_style=None)
     sweep = _validated(text, out, manifest.base_dir)
-    # The benchmark's module and relative paths resolve where the original sweep lived.
-    return FinalPlan(replace(sweep, base_dir=manifest.base_dir), chosen, params, uq)
+    return replace(sweep, base_dir=manifest.base_dir)
 
 
 def _plan_replay(store: RunStore, manifest: RunManifest, member: int | None, replicas: int,
@@ -105,32 +116,20 @@ def _plan_replay(store: RunStore, manifest: RunManifest, member: int | None, rep
     original = _original_sweep(store)
     template = manifest.template or {}
     params = dict(template.get("params") or {})
-    sweep_record: dict[str, Any] = {
-        "name": out.name,
-        "benchmark": manifest.benchmark,
-        "params": params,
-        "search": {"method": "pbt", "population": replicas, "ready": config.ready,
-                   "space": {name: _yaml_dimension(record)
-                             for name, record in config.space.items()},
-                   "schedule": schedule, "metric": manifest.metric,
-                   "direction": manifest.direction, "seed": config.seed},
-        "resources": _resources(original, manifest.site_file),
-        "retries": manifest.retries,
-        "store": str(out.parent),
-    }
-    if manifest.job_timeout:
-        sweep_record["training"] = {"job_timeout": manifest.job_timeout}
-    header = (f"# The final model of {store.root.resolve()} point {row.member} "
-              f"({manifest.metric} {row.score:.6g}: member {row.member}'s schedule, "
-              f"replayed), written by `candle train --from`.\n")
-    text = header + yaml.safe_dump(sweep_record, sort_keys=False, default_flow_style=None)
-    sweep = _validated(text, out, manifest.base_dir)
+    sweep = _final_sweep(
+        manifest, original, out, params,
+        {"method": "pbt", "population": replicas, "ready": config.ready,
+         "space": {name: _yaml_dimension(record) for name, record in config.space.items()},
+         "schedule": schedule, "metric": manifest.metric, "direction": manifest.direction,
+         "seed": config.seed},
+        f"# The final model of {store.root.resolve()} point {row.member} ({manifest.metric} "
+        f"{row.score:.6g}: member {row.member}'s schedule, replayed), written by "
+        "`candle train --from`.")
     best = BestPoint(str(store.root), row.member, dict(row.params), manifest.metric,
                      manifest.direction, float(row.score), 0.0, 1,
                      {manifest.metric: {"mean": float(row.score), "std": 0.0, "n": 1}},
                      note=f"population-based training: member {row.member}'s schedule")
-    return FinalPlan(replace(sweep, base_dir=manifest.base_dir), best,
-                     {**params, **row.params}, None, tuple(schedule))
+    return FinalPlan(sweep, best, {**params, **row.params}, None, tuple(schedule))
 
 
 def _yaml_dimension(record: dict[str, Any]) -> Any:
