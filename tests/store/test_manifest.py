@@ -80,7 +80,8 @@ def test_a_run_directory_of_the_candle_before_the_manifest_is_migrated(
     # written again, it is the current schema with the same keys it had, plus the schema
     # and the keys added since (with their defaults)
     record = manifest.to_record()
-    assert record == {**OLD_RUN_JSON, "schema": SCHEMA, "job_timeout": 0.0}
+    assert record == {**OLD_RUN_JSON, "schema": SCHEMA, "job_timeout": 0.0, "pbt": None,
+                      "resources": {**OLD_RUN_JSON["resources"], "workers": "warm"}}
 
 
 def test_an_older_run_json_missing_later_keys_gets_their_defaults(tmp_path: Path) -> None:
