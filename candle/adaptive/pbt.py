@@ -144,13 +144,15 @@ class PbtSource:
 
     # -- what the supervisor asks -------------------------------------------------------
     def next_job(self) -> Job | None:
-        """The waiting segment of the member furthest behind: the population advances
-        together when slots are fewer than members (scores at comparable epochs)."""
+        """The waiting segment of the member furthest behind, the best of those first: the
+        population advances together when slots are fewer than members, and by the time a
+        weak member reaches a ready point the strong ones it may copy have reached it."""
         waiting = [m for m in self.members.values() if m.job is not None and not m.launched
                    and not m.finished and not m.failed]
         if not waiting:
             return None
-        member = min(waiting, key=lambda m: (m.epoch, m.index))
+        sign = 1.0 if self.config.direction == "minimize" else -1.0
+        member = min(waiting, key=lambda m: (m.epoch, _rank_key(m.latest, sign, m.index)))
         member.launched = True
         return member.job
 
@@ -259,7 +261,7 @@ class PbtSource:
             assert source.done_job is not None
             after, init = self._explore(source.done_params, member, end), source.done_job
             # The copied weights have trained the source's epochs: the member goes on
-            # from there (ahead of its own epoch, or a little behind).
+            # from there (as far as its own epoch, or further).
             member.epoch = source.done_epoch
         member.params = after
         job = self._segment(member, init)
@@ -276,9 +278,11 @@ class PbtSource:
     def _exploit(self, member: Member) -> Member | None:
         """A random top member when ``member`` is in the bottom quantile of the members'
         latest scores (each member's last ready point, itself included: asynchronous, as
-        the CANDLE Supervisor's score table and Ray Tune rank), else None. The copier then
-        goes on from the source's checkpoint and its epoch, so a model's epochs are always
-        the epochs its weights trained (a source behind it costs a few epochs again)."""
+        the CANDLE Supervisor's score table and Ray Tune rank), else None. Only a member
+        whose checkpoint is at least as far as the copier's epoch is copied, and the
+        copier goes on from that checkpoint's epoch: a model's epochs are always the epochs
+        its weights trained, and every segment takes its member further (no member can
+        go round in circles)."""
         ranked = [m for m in self.members.values() if m.latest is not None and not m.failed]
         if len(ranked) < 2 or member not in ranked:
             return None
@@ -289,7 +293,8 @@ class PbtSource:
         if cut < 1 or member not in ranked[-cut:]:
             return None
         # A finished member's last segment kept its model, not its optimizer state.
-        top = [m for m in ranked[:cut] if not m.finished and m.done_job is not None]
+        top = [m for m in ranked[:cut] if not m.finished and m.done_job is not None
+               and m.done_epoch >= member.epoch]
         if not top:
             return None
         rng = random.Random(f"pbt-exploit-{self.config.seed}-{member.index}-{member.epoch}")

@@ -87,7 +87,8 @@ def pbt_sweep(tmp_path: Path, *, population: int = 4, epochs: int = 8, ready: in
 def check_lineage(root: Path, population: int, epochs: int, ready: int) -> list[dict[str, Any]]:
     """Per member: one start, a ready record at the end of each segment it ran, one end at
     the last epoch; each decision's segment is the one its member ran next, ending where it
-    was planned to (an exploit continues from the source's epoch, ahead or behind)."""
+    was planned to; each segment starts further on than the last (an exploit continues
+    from the source's epoch, never behind its own), so no segment is planned twice."""
     lineage = read_lineage(root)
     store = RunStore(root)
     for member in range(population):
@@ -102,7 +103,10 @@ def check_lineage(root: Path, population: int, epochs: int, ready: int) -> list[
             assert after["epoch"] == planned["epochs"]  # ...and ended where planned
             assert 0 < planned["epochs"] - planned["start_epoch"] <= ready
             assert store.state(ran) is JobState.DONE
-        assert mine[0]["job_record"]["params"]["start_epoch"] == 0
+        starts = [r["job_record"]["params"]["start_epoch"] for r in mine[:-1]]
+        assert starts[0] == 0 and all(a < b for a, b in itertools.pairwise(starts)), starts
+    planned = [r["job"] for r in lineage if "job_record" in r]
+    assert len(planned) == len(set(planned))  # a segment planned again would loop for ever
     return lineage
 
 
