@@ -92,6 +92,8 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
         "jobs": (planned_total(spec, total) if spec.search.pbt is not None
                  else spec.search.trials * folds * replicas if adaptive else total),
         "adaptive": adaptive,
+        "segments": (planned_total(spec, total) // spec.search.pbt.population
+                     if spec.search.pbt is not None else None),
         "run_dir": str(spec.run_dir),
         "allocation": allocation_info(spec.resources),
     }
@@ -186,6 +188,10 @@ def allocation_info(resources: Resources) -> dict[str, Any]:
         "launcher": ("srun" if resources.scheduler == "slurm" else
                      "mpiexec" if resources.scheduler == "pbs" else
                      "mpirun" if resources.ranks_per_job > 1 else "process")}
+    if resources.ranks_per_job == 1 and resources.workers == "warm" and (
+            resources.scheduler == "local" or resources.mode == "pack"):
+        info["launcher"] = ("forked by a warm worker" if resources.scheduler == "local" else
+                            f"forked by a warm worker per node, one {info['launcher']} each")
     if resources.site is None:
         return info
     info["site"] = str(resources.site.source)

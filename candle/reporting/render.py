@@ -41,7 +41,11 @@ def _fmt(value: Any) -> str:
 def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
     console = _console()
     console.print(f"[bold]{info['name']}[/]: {info['benchmark']}, {info['method']} search")
-    if info.get("adaptive"):
+    if info.get("segments"):
+        console.print(f"members {info['points']} x segments {info['segments']} = at most "
+                      f"[bold]{info['jobs']} jobs[/], each member's next segment decided as its "
+                      f"last ends -> {info['run_dir']}")
+    elif info.get("adaptive"):
         console.print(f"trials {info['points']} x folds {info['folds']} x replicas "
                       f"{info['replicas']} = at most [bold]{info['jobs']} jobs[/], each trial "
                       f"asked when a slot frees -> {info['run_dir']}")
