@@ -308,3 +308,34 @@ def test_horovod_ranks_start_through_mpiexec(cluster: Cluster, tmp_path: Path) -
         assert result["horovod"]["size"] == 2
         log = store.log_path(result["job_id"]).read_text()
         assert "mpiexec -n 2 --host" in log and sys.executable in log
+
+
+@pytest.mark.parametrize("cluster", ["pbs"], indirect=True)
+def test_pbt_and_warm_workers_in_a_pbs_pack_allocation(cluster: Cluster, tmp_path: Path) -> None:
+    """Population-based training inside a PBS allocation: the supervisor there plans each
+    segment from the lineage, and its 1-rank segments are forked by the node's warm worker
+    (one `mpiexec -n 1` on the node, its stdin and stdout the wire); every member reaches
+    its last epoch with each decision recorded once. (Slurm: test_slurm_live.py.)"""
+    from tests.adaptive.test_pbt import MODEL as PBT_MODEL
+    from tests.adaptive.test_pbt import check_lineage
+
+    write(tmp_path / "model.py", PBT_MODEL)
+    path = sweep_file(cluster, tmp_path, "pbt", benchmark="model:f", params={"epochs": 6},
+                      search={"method": "pbt", "population": 4, "ready": 2,
+                              "exploit": {"truncate": 0.25}, "metric": "val_loss",
+                              "space": {"lr": {"loguniform": [0.01, 0.9]}}},
+                      resources={"mode": "pack"})
+    doc = json.loads(path.read_text())
+    del doc["search"]["points"]
+    path.write_text(json.dumps(doc))
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(tmp_path / "runs" / "pbt")
+    lineage = check_lineage(store.root, 4, 6, 2)
+    done = results(store)
+    assert all(r["status"] == "done" for r in done)
+    assert len(done) == sum(1 for r in lineage if "job_record" in r)  # every segment ran
+    worker_logs = list((store.root / "workers").glob("*.log"))
+    assert len(worker_logs) == 1  # one worker for the allocation's one node
+    for job in store.jobs():
+        assert "forked by the warm worker" in store.log_path(job.id).read_text()
