@@ -174,6 +174,7 @@ def run_child(message: dict[str, Any], close: tuple[int, ...]) -> None:
         os.close(null)
         os.close(log)
         die_with_parent()
+        fresh_randomness()
         os.environ.update({str(k): str(v) for k, v in dict(message.get("env") or {}).items()})
         os.chdir(message.get("cwd") or "/")
         from candle.job.__main__ import main
@@ -188,6 +189,18 @@ def run_child(message: dict[str, Any], close: tuple[int, ...]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def fresh_randomness() -> None:
+    """Unseeded randomness as a new process has it: a fork copies the worker's generators,
+    so every job would otherwise draw the same "random" numbers (a model that seeds from
+    its params is unaffected; one that does not would make every ensemble member alike)."""
+    import random
+
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -301,3 +301,28 @@ def test_a_cgroup_wide_sigterm_lets_a_warm_job_reach_its_checkpoint(tmp_path: Pa
     assert again.returncode == 0, again.stderr
     assert (store.result(job.id) or {})["status"] == "done"
     assert epochs_logged(store, job.id) == list(range(1, 13))  # none twice, none lost
+
+
+RANDOM_MODEL = """
+import json, random
+from pathlib import Path
+
+import numpy as np
+
+
+def f(params):
+    drawn = [random.random(), float(np.random.rand())]  # unseeded, as some models do
+    (Path(params["job_dir"]) / "drawn.json").write_text(json.dumps(drawn))
+    return {"val_loss": drawn[0]}
+"""
+
+
+@pytest.mark.slow
+def test_unseeded_randomness_differs_between_warm_jobs(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A fork copies the worker's generators: each job gets fresh ones, as a new process."""
+    result = cli("run", str(sweep_file(tmp_path, "warm", [0, 1, 2, 3], model=RANDOM_MODEL)))
+    assert result.code == 0, result.err
+    store = RunStore(tmp_path / "runs" / "warm")
+    drawn = [tuple(json.loads((store.job_dir(job.id) / "drawn.json").read_text()))
+             for job in store.jobs()]
+    assert len({d[0] for d in drawn}) == 4 and len({d[1] for d in drawn}) == 4, drawn
