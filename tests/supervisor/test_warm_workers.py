@@ -163,8 +163,13 @@ def test_a_worker_that_dies_takes_only_its_jobs_and_is_replaced(tmp_path: Path) 
             if store.exists():
                 first = parents(store, by_x(store)[1])
             time.sleep(0.05)
+        job_dir = store.job_dir(by_x(store)[1])
+        (child,) = (int(p.name.split("-")[1]) for p in job_dir.glob("pids-*"))
         os.kill(first[0], signal.SIGKILL)  # the worker
-        (store.job_dir(by_x(store)[1]) / "go").write_text("")  # the retry may finish
+        while Path(f"/proc/{child}").exists():  # its job dies with it (PDEATHSIG, async)
+            assert time.time() < deadline
+            time.sleep(0.01)
+        (job_dir / "go").write_text("")  # only the retry may finish
         out, err = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
