@@ -71,6 +71,7 @@ def validate(sweep: Path) -> None:
 @click.option("--show", default=10, show_default=True, help="jobs to list")
 def plan(sweep: Path, fmt: str, show: int) -> None:
     """Dry run: how many points, folds, replicas and jobs SWEEP makes. Writes nothing."""
+    from candle.adaptive.pbt import segments_per_member
     from candle.plan import Job, count_points, iter_jobs
     from candle.reporting.render import print_plan
     from candle.spec import load_sweep
@@ -92,7 +93,7 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
         "jobs": (planned_total(spec, total) if spec.search.pbt is not None
                  else spec.search.trials * folds * replicas if adaptive else total),
         "adaptive": adaptive,
-        "segments": (planned_total(spec, total) // spec.search.pbt.population
+        "segments": (segments_per_member(spec.search.pbt.epochs, spec.search.pbt.ready)
                      if spec.search.pbt is not None else None),
         "run_dir": str(spec.run_dir),
         "allocation": allocation_info(spec.resources),

@@ -39,7 +39,6 @@ from candle.store.run_store import RunStore
 LINEAGE = Path("pbt") / "lineage.jsonl"
 # What a segment job is told beyond its hyperparameters (benchmarks read these).
 INIT_FROM, START_EPOCH, KEEP_STATE, MEMBER = "init_from", "start_epoch", "keep_state", "member"
-SEGMENT_PARAMS = (INIT_FROM, START_EPOCH, KEEP_STATE, MEMBER)
 CHECKPOINTS = "ckpt"  # a built-in job's checkpoint folder (candle_benchmarks._keras)
 
 
@@ -397,8 +396,9 @@ def finished_members(root: Path) -> int:
     return len({int(r["member"]) for r in read_lineage(root) if r["event"] in ("end", "failed")})
 
 
-def segments_per_member(config: PbtConfig) -> int:
-    return math.ceil(config.epochs / config.ready)
+def segments_per_member(epochs: int, ready: int) -> int:
+    """A member's segments when it never jumps ahead by an exploit (the most it runs)."""
+    return math.ceil(epochs / ready)
 
 
 def ancestry(lineage: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:

@@ -155,10 +155,11 @@ def build_supervisor(store: RunStore, manifest: RunManifest, launcher: Launcher,
 
 def planned_total(sweep: Sweep, planned: int) -> int:
     """What a run's progress counts to: jobs, trials (optuna) or segments (pbt)."""
-    if sweep.search.pbt is not None:
+    pbt = sweep.search.pbt
+    if pbt is not None:
         from candle.adaptive.pbt import segments_per_member
 
-        return sweep.search.pbt.population * segments_per_member(PbtConfig.of(sweep))
+        return pbt.population * segments_per_member(pbt.epochs, pbt.ready)
     return sweep.search.trials if sweep.search.method == "optuna" else planned
 
 

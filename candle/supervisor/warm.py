@@ -85,7 +85,6 @@ class WarmWorker:
         self.alive = True
         self.ready = False
         self.direct = False  # set by "ready"
-        self.startup_seconds: float | None = None
 
     def fileno(self) -> int:
         return self._out
@@ -125,7 +124,6 @@ class WarmWorker:
         op = message["op"]
         if op == "ready":
             self.ready = True
-            self.startup_seconds = float(message.get("seconds") or 0.0)
             # Our own child (a local worker): its jobs' pids are this machine's. Through
             # srun or mpiexec they are another node's; the launcher stands for them here.
             self.direct = int(message.get("pid") or 0) == self.process.pid
