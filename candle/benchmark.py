@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import Any
 
 PARAM_TYPES = ("int", "float", "str", "bool", "ints", "floats", "strs")
+# What CV folds and leave-out parts may group samples by: no group is in two folds.
+GROUP_KINDS = ("cell", "drug", "cell_drug", "study")
+DESIGNS = ("groups", "holdout", "studies", "stages")
+# TrainContext.design's keys: groups (a GROUP_KINDS name or None: the benchmark's default),
+# holdout (fraction of groups held out of every fold, 0: none), seed (the sweep's cv.seed:
+# the holdout and the tree's parts, the same for every repeat), train_studies and
+# test_studies (lists; empty: not cross-study), node (the leave-out tree path, e.g. [2, 1]:
+# part 2 of the data left out, then part 1 of what remained; None: not a tree), children
+# (parts per level) and split (the GROUP_KINDS name the parts are made of).
+DESIGN_KEYS = ("groups", "holdout", "seed", "train_studies", "test_studies", "node",
+               "children", "split")
 
 
 class ParamError(ValueError):
@@ -100,6 +111,12 @@ class Benchmark:
     # Params that may change mid-training (population-based training): a job that starts
     # from another job's checkpoint (init_from, start_epoch) applies its own values of these.
     mutable: tuple[str, ...] = ()
+    # The sample designs its data honours beyond plain k-fold (TrainContext.design): any of
+    # "groups" (and which: GROUP_KINDS it can group by, listed in ``groups``), "holdout",
+    # "studies" (cross-study), "stages" (the leave-out tree). A sweep asking for one it
+    # lacks is refused. A user's training function gets the design in its params.
+    designs: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
     _index: dict[str, Param] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +150,9 @@ TRAINING_PARAMS: tuple[Param, ...] = (
     Param("reduce_lr_min_delta", "float", 1e-4, "ReduceLROnPlateau: the smallest improvement"),
     Param("warmup_epochs", "int", 0, "ramp the (Horovod-scaled) learning rate up from "
           "learning_rate/ranks over this many epochs (0: off; no effect at 1 rank)"),
+    Param("restore_best_weights", "bool", False, "end with the weights of the best epoch "
+          "by early_stopping_monitor (and report its metrics): what a leave-out tree's "
+          "children start from"),
 )
 
 
@@ -247,3 +267,9 @@ class TrainContext:
     threads: int = 0
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
     uq: dict[str, Any] | None = None  # the sweep's uq section (candle.spec UQSpec record)
+    # The job's sample design (None: the benchmark's own split), see DESIGN_KEYS: how folds
+    # group, the held-out test fraction, the train/test studies, the leave-out tree node.
+    design: dict[str, Any] | None = None
+    # A leave-out tree's child: the model file whose weights it starts from (its parent's
+    # best), when it has no checkpoint of its own.
+    init_weights: str | None = None

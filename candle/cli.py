@@ -84,7 +84,8 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
         total += 1
         if len(jobs) < show:
             jobs.append(job)
-    folds, replicas = spec.cv.folds if spec.cv else 1, spec.uq.replicas if spec.uq else 1
+    folds = (spec.cv.folds or 1) * spec.cv.repeats if spec.cv else 1
+    replicas = spec.uq.replicas if spec.uq else 1
     adaptive = spec.search.adaptive
     info = {
         "name": spec.name, "benchmark": spec.benchmark, "method": spec.search.method,
@@ -97,6 +98,11 @@ def plan(sweep: Path, fmt: str, show: int) -> None:
                      if spec.search.pbt is not None else None),
         "run_dir": str(spec.run_dir),
         "allocation": allocation_info(spec.resources),
+        "repeats": spec.cv.repeats if spec.cv else 1,
+        "tree": ({"depth": spec.stages.depth, "children": spec.stages.children,
+                  "nodes": spec.stages.nodes(), "jobs_per_replica":
+                  spec.stages.jobs_per_replica(), "baseline": spec.stages.baseline}
+                 if spec.stages else None),
     }
     if fmt == "json":
         click.echo(json.dumps({**info, "first_jobs": [j.to_record() for j in jobs]}, indent=2))

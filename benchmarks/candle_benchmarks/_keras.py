@@ -5,12 +5,13 @@ on a drain; see `Checkpoints`), resume from the last checkpoint, and a plain his
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from candle_benchmarks._horovod import (
 )
 from candle_benchmarks._uq import UQConfig, predict, transform_training_set
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class Arrays:
@@ -52,10 +54,15 @@ class Arrays:
     predict_y: NDArray[Any] | None = None  # its targets (class labels); default from y_val
     split_output: Callable[[NDArray[np.float32]], dict[str, Any]] | None = None
     fold_assignment: NDArray[np.int64] | None = None  # CV: the fold of each training sample
+    fold_groups: NDArray[Any] | None = None  # CV/designs: each sample's group label
     training_set: dict[str, Any] | None = None  # UQ: what a Sequence benchmark did to its rows
     # sha256 of the job's training data before UQ transforms and sharding; default: of
     # x_train and y_train (NumPy). A Sequence benchmark computes its own.
     data_digest: str | None = None
+    # Sets evaluated (rank 0) after training, each metric reported as "<prefix>_<metric>":
+    # e.g. "test" (a design's holdout) or "test_GDSC" (a test study); prefix -> (x, y), or
+    # (Sequence, None) for a Sequence yielding its own targets.
+    test_sets: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 def configure_tensorflow(ctx: TrainContext) -> Any:
@@ -159,6 +166,13 @@ class Checkpoints:
         self.saves = 0  # by this process
         self.saved_bytes = 0  # bytes written by this process, all saves together
         self.expected_bytes = 0  # of one save (`expect`): auto's guess before the first
+        # Kept in every state written (a resume reads it back): e.g. the init record.
+        self.extra: dict[str, Any] = {}
+        # restore_best_weights: the epochs of the best-weights files to keep, the newest
+        # (maybe not yet covered by a checkpoint) and the one the last checkpoint's history
+        # calls best (what a resume from it needs).
+        self.best_epoch: int | None = None
+        self.committed_best: int | None = None
 
     def latest(self) -> dict[str, Any] | None:
         """The newest complete checkpoint's state (the final model's on a tie), or None."""
@@ -211,6 +225,8 @@ class Checkpoints:
             values = [np.asarray(v.numpy()) for v in optimizer.variables]
             self._write(slots, lambda path: _save_arrays(path, values))
         self._commit(epoch, name, slots, history, optimizer)
+        self.committed_best = self.best_epoch
+        self.prune_best()
         kept = sorted(self.dir.glob("epoch-*.weights.npz"))
         for old in kept[: -self.keep]:
             old.unlink(missing_ok=True)
@@ -232,7 +248,8 @@ class Checkpoints:
         # optimizer's slots too (include_optimizer is not an option of the format).
         bare = tf.keras.models.clone_model(model)
         bare.set_weights(model.get_weights())
-        state = self._state(epoch, self.FINAL, None, history, model.optimizer, final=True)
+        state = {**self.extra,
+                 **self._state(epoch, self.FINAL, None, history, model.optimizer, final=True)}
 
         def write(path: Path) -> None:
             bare.save(path)
@@ -280,7 +297,39 @@ class Checkpoints:
     def _commit(self, epoch: int, name: str, slots: str | None, history: dict[str, Any],
                 optimizer: Any) -> None:
         atomic_write_json(self.dir / "state.json",
-                          self._state(epoch, name, slots, history, optimizer))
+                          {**self.extra, **self._state(epoch, name, slots, history, optimizer)})
+
+    BEST = "best-{epoch:04d}.weights.npz"
+
+    def save_best(self, model: Any, epoch: int) -> None:
+        """restore_best_weights: ``model``'s weights as of ``epoch`` (a new best), written
+        atomically beside the checkpoints so that a resumed attempt still has them."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        weights = model.get_weights()
+        self._write(self.BEST.format(epoch=epoch), lambda path: _save_arrays(path, weights))
+        self.best_epoch = epoch
+        self.prune_best()
+
+    def load_best(self, model: Any, epoch: int) -> bool:
+        """Load the best weights saved at ``epoch`` into ``model``; False if there are none."""
+        path = self.dir / self.BEST.format(epoch=epoch)
+        try:
+            with np.load(path) as saved:
+                weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        except (OSError, ValueError):
+            return False
+        model.set_weights(weights)
+        return True
+
+    def prune_best(self) -> None:
+        """Remove best-weights files but the newest and the last checkpoint's best (one
+        of a lost future, newer than the checkpoint a resume starts from, goes too)."""
+        keep = {self.BEST.format(epoch=e) for e in (self.best_epoch, self.committed_best)
+                if e is not None}
+        if self.dir.is_dir():
+            for old in self.dir.glob("best-*.weights.npz"):
+                if old.name not in keep:
+                    old.unlink(missing_ok=True)
 
     @staticmethod
     def _state(epoch: int, name: str, slots: str | None, history: dict[str, Any],
@@ -319,6 +368,34 @@ def start_from(tf: Any, model: Any, params: dict[str, Any], dist: Any) -> dict[s
     tf.keras.backend.set_value(model.optimizer.learning_rate, own_lr)
     return {"from": str(params["init_from"]), "epoch": int(state["epoch"]),
             **state_digests(model, bool(state.get("optimizer")))}
+
+
+def load_init_weights(tf: Any, model: Any, path: str) -> dict[str, Any]:
+    """A leave-out tree's child: its parent's weights (the model file a done job keeps,
+    `Checkpoints.finish`), with this job's fresh optimizer. Every rank loads the file.
+    Returns the result's ``init`` record: the file and the weights' checksum as loaded."""
+    try:
+        weights = tf.keras.models.load_model(path, compile=False).get_weights()
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"{path}: cannot load the weights to start from: {exc}") from None
+    try:
+        model.set_weights(weights)
+    except ValueError as exc:
+        raise RuntimeError(f"{path}: its weights do not fit this model (were its params "
+                           f"changed?): {exc}") from None
+    return {"from": str(path), "weights": weights_digest(model)}
+
+
+def track_best(model: Any, ckpt: Checkpoints, state: dict[str, Any] | None,
+               best: int | None) -> None:
+    """restore_best_weights at the start of an attempt (rank 0): a fresh start keeps no
+    best-weights file of an earlier one; a resume keeps the one of its history's best
+    epoch (a done job's model.keras holds those weights where it restored them)."""
+    ckpt.best_epoch = ckpt.committed_best = best if state is not None else None
+    if state is not None and state.get("final") and best is not None \
+            and state.get("restored_best_epoch") == best:
+        ckpt.save_best(model, best)
+    ckpt.prune_best()
 
 
 def state_digests(model: Any, optimizer: bool | None = None) -> dict[str, str | None]:
@@ -371,6 +448,12 @@ def fit(
     elif params.get("init_from"):
         init = start_from(tf, model, params, dist)
         initial_epoch = ckpt.last_epoch = int(params.get("start_epoch") or 0)
+    elif ctx.init_weights:
+        init = load_init_weights(tf, model, ctx.init_weights)
+    if state is not None and isinstance(state.get("init"), dict):
+        init = state["init"]  # what the first attempt started from
+    if init is not None and not params.get("init_from"):
+        ckpt.extra["init"] = init  # every state keeps it: a resumed attempt reports it too
     trained_before = len(next(iter(history.values()), []))
     ckpt.expect(model)
     epochs = int(params["epochs"])
@@ -378,6 +461,9 @@ def fit(
     # epochs first (and trains no further if they already say stop).
     stopper = EarlyStopping.from_params(params)
     stopper.replay(history)
+    restore_best = bool(params.get("restore_best_weights", False))
+    if restore_best and dist.rank == 0:
+        track_best(model, ckpt, state, stopper.best_epoch)
     digest = data.data_digest
     if digest is None and dist.rank == 0 and isinstance(data.x_train, np.ndarray):
         digest = data_digest(data.x_train, data.y_train)
@@ -430,10 +516,19 @@ def fit(
     # training controls next (warm-up, the lr log, ReduceLROnPlateau and early stopping,
     # both replaying the restored history, with rank 0's decisions), so what they add to
     # the logs is recorded.
+    class _BestWeights(tf.keras.callbacks.Callback):  # type: ignore[misc]
+        """restore_best_weights: rank 0 saves the weights of every new best epoch (the
+        early-stopping tracker's, updated by the controls before it)."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if dist.rank == 0 and stopper.best_epoch == epoch + 1:
+                ckpt.save_best(self.model, epoch + 1)
+
     controls = keras_callbacks(params, size=dist.size, history=history, tracker=stopper,
                                bcast=dist.bcast)
+    best_saver = [_BestWeights()] if restore_best else []
     callbacks = [*dist.callbacks_before(), _LocalLogs(), *dist.metric_average(), *controls,
-                 *params.get("_extra_callbacks", []), _Record()]
+                 *best_saver, *params.get("_extra_callbacks", []), _Record()]
     started = time.perf_counter()
     if initial_epoch < epochs and not stopper.should_stop:
         x_fit: Any = data.x_train
@@ -458,6 +553,9 @@ def fit(
         )
     train_seconds = time.perf_counter() - started
     metrics = {k: v[-1] for k, v in history.items() if v}
+    best_epoch = stopper.best_epoch if restore_best else None
+    if best_epoch is not None:  # the metrics of the weights kept
+        metrics = {k: v[best_epoch - 1] for k, v in history.items() if len(v) >= best_epoch}
     # A model-size objective for multi-objective searches (metric: [val_loss, params_count]).
     metrics["params_count"] = float(model.count_params())
     result: dict[str, Any] = {
@@ -482,7 +580,19 @@ def fit(
         # The model as trained at the end (the one the metrics describe), for `candle
         # predict` and `candle train --from`: all a done job keeps of its checkpoints.
         done = initial_epoch + result["epochs_run"]
-        if state is not None and state.get("final") and done == initial_epoch:
+        trained_no_more = state is not None and bool(state.get("final")) \
+            and done == initial_epoch
+        if best_epoch is not None and best_epoch != done and not trained_no_more \
+                and not ckpt.load_best(model, best_epoch):
+            log.warning("restore_best_weights: no saved weights of epoch %d in %s; keeping "
+                        "the last epoch's", best_epoch, ckpt.dir)
+            result["metrics"] = {**{k: v[-1] for k, v in history.items() if v},
+                                 "params_count": metrics["params_count"]}
+            best_epoch = None
+        if best_epoch is not None:
+            result["restored_best_epoch"] = best_epoch
+            ckpt.extra["restored_best_epoch"] = best_epoch
+        if trained_no_more and state is not None:
             result["model_file"] = f"{ckpt.dir.name}/{state['file']}"  # trained no more
         elif params.get("keep_state"):
             # A segment of population-based training: the next segment (its own member's,
@@ -492,12 +602,20 @@ def fit(
             result["saved"] = state_digests(model)
         else:
             result["model_file"] = ckpt.finish(model, done, history)
+        if ctx.design and ctx.design.get("node") and "model_file" in result:
+            result["final_weights"] = weights_digest(model)  # its children start from it
         result["data_digest"] = digest
+        for prefix, (x, y) in whole.test_sets.items():
+            batch = int(params["batch_size"]) if isinstance(x, np.ndarray) else None
+            values = model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True)
+            result["metrics"].update({f"{prefix}_{k}": float(v) for k, v in values.items()})
         if uq is not None:
             result["predictions"] = predict_test_set(model, whole, uq)
             result["uq_training_set"] = training_set
         if whole.fold_assignment is not None:
             result["fold_assignment"] = whole.fold_assignment
+        if whole.fold_groups is not None:
+            result["fold_groups"] = whole.fold_groups
     return result
 
 

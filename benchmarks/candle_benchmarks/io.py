@@ -297,6 +297,9 @@ class DoseResponseRows:
     log_conc: NDArray[np.float32]
     growth: NDArray[np.float32]
     dropped_missing: int  # rows skipped because LOG_CONCENTRATION or GROWTH was missing
+    # The study (screen) of each row, from the optional SOURCE column (Uno's and the
+    # cross-study files name it so: CCLE, CTRP, GDSC, ...); None where the file has none.
+    studies: NDArray[np.str_] | None = None
 
 
 def read_header(path: Path, delimiter: str) -> list[str]:
@@ -382,30 +385,43 @@ def read_named_table(path: Path, delimiter: str = "\t") -> NamedTable:
 
 
 DOSE_RESPONSE_COLUMNS = ("NSC", "CELLNAME", "LOG_CONCENTRATION", "GROWTH")
+STUDY_COLUMN = "SOURCE"  # optional: the study each row comes from (cross-study files)
 
 
 def read_dose_response(path: Path) -> DoseResponseRows:
     """Upstream P1B3_dose_response.csv: comma-separated, header naming at least
-    NSC, CELLNAME, LOG_CONCENTRATION and GROWTH (extra columns are ignored).
+    NSC, CELLNAME, LOG_CONCENTRATION and GROWTH, optionally SOURCE (the study, as Uno's
+    cross-study files have it); other columns are ignored.
 
-    Rows with a missing concentration or growth are dropped and counted, as upstream's
-    pandas pipeline would carry NaN into the loss otherwise.
+    Rows with a missing concentration, growth, id or (where the column exists) study are
+    dropped and counted, as upstream's pandas pipeline would carry NaN into the loss
+    otherwise.
     """
     header = read_header(path, ",")
     missing = [c for c in DOSE_RESPONSE_COLUMNS if c not in header]
     if missing:
         raise DataFileError(f"{path}: missing column(s) {', '.join(missing)} in the header")
-    table = _read_headed(path, ",", ["NSC", "CELLNAME"], include=list(DOSE_RESPONSE_COLUMNS))
+    has_study = STUDY_COLUMN in header
+    ids = ["NSC", "CELLNAME", *([STUDY_COLUMN] if has_study else [])]
+    table = _read_headed(path, ",", ids,
+                         include=[*DOSE_RESPONSE_COLUMNS, *([STUDY_COLUMN] if has_study else [])])
     names = table.column_names
     conc = _numeric_column(path, table, names.index("LOG_CONCENTRATION"),
                            header.index("LOG_CONCENTRATION") + 1)
     growth = _numeric_column(path, table, names.index("GROWTH"), header.index("GROWTH") + 1)
-    drugs = np.array([str(v) if v is not None else "" for v in table.column("NSC").to_pylist()])
-    cells = np.array([str(v) if v is not None else ""
-                      for v in table.column("CELLNAME").to_pylist()])
+
+    def text(column: str) -> NDArray[np.str_]:
+        return np.array([str(v) if v is not None else ""
+                         for v in table.column(column).to_pylist()])
+
+    drugs, cells = text("NSC"), text("CELLNAME")
+    studies = text(STUDY_COLUMN) if has_study else None
     keep = ~(np.isnan(conc) | np.isnan(growth) | (drugs == "") | (cells == ""))
+    if studies is not None:
+        keep &= studies != ""
     return DoseResponseRows(drugs=drugs[keep], cells=cells[keep], log_conc=conc[keep],
-                            growth=growth[keep], dropped_missing=int((~keep).sum()))
+                            growth=growth[keep], dropped_missing=int((~keep).sum()),
+                            studies=None if studies is None else studies[keep])
 
 
 def read_id_list(path: Path, column: str) -> set[str]:

@@ -59,6 +59,9 @@ def _write_p1b3(out_dir: Path, params: dict[str, Any]) -> list[Path]:
 
     tables = p1b3_data.synthesize(params)
     resp = tables.response
+    # With studies, the cross-study files' SOURCE column (the study) comes first.
+    study = [] if resp.studies is None else ["SOURCE"]
+    ids = [] if resp.studies is None else [resp.studies]
     return [
         _write_table(out_dir / p1b3_data.CELL_FILE,
                      [p1b3_data.CELL_ID_COLUMN, *tables.cells.columns],
@@ -67,8 +70,8 @@ def _write_p1b3(out_dir: Path, params: dict[str, Any]) -> list[Path]:
                      [p1b3_data.DRUG_ID_COLUMN, *tables.drugs.columns],
                      [np.array(tables.drugs.ids)], tables.drugs.values, "\t"),
         _write_table(out_dir / p1b3_data.RESPONSE_FILE,
-                     ["NSC", "CELLNAME", "LOG_CONCENTRATION", "GROWTH"],
-                     [resp.drugs, resp.cells],
+                     [*study, "NSC", "CELLNAME", "LOG_CONCENTRATION", "GROWTH"],
+                     [*ids, resp.drugs, resp.cells],
                      np.column_stack([resp.log_conc, resp.growth]), ","),
     ]
 

@@ -11,7 +11,7 @@ from typing import Any
 from candle.job import interrupt
 from candle.job.runner import execute, mpi_rank_and_size
 from candle.launch.gpus import bind_gpu
-from candle.plan.jobs import Job
+from candle.plan.jobs import Job, fold_seed, job_design
 from candle.state import JobState
 from candle.store.atomic import read_json
 from candle.store.run_store import RunStore
@@ -43,13 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     settings: dict[str, Any] = job.settings if job.settings else {
         "cv_seed": manifest.cv_seed, "stratify": manifest.stratify, "uq": manifest.uq}
     adaptive = manifest.optuna
+    parent_model = _parent_model(store, job)
     result = execute(
         job, manifest.benchmark, store.job_dir(job.id), manifest.base_dir,
         metrics=manifest.metrics,
-        cv_seed=int(settings.get("cv_seed") or 0),
+        cv_seed=fold_seed(settings, job),
         stratify=bool(settings.get("stratify", True) is not False),
         attempt=args.attempt, threads=args.threads, report_epochs=adaptive is not None,
         wait_for_verdict=adaptive is not None and adaptive.pruning, uq=settings.get("uq"),
+        design=job_design(settings, job), init_weights=parent_model,
+        blocked=None if parent_model or job.parent is None else (
+            f"its parent job {job.parent} is not done: a leave-out tree's child starts from "
+            "its parent's best weights"),
     )
     rank, size = mpi_rank_and_size()
     if rank == 0:  # before the result: a finished job's TensorBoard file is there with it
@@ -68,6 +73,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"job {job.id} {result['status']}: " + ", ".join(
             f"{k}={v:.4g}" for k, v in sorted(result["metrics"].items())))
     return 0
+
+
+def _parent_model(store: RunStore, job: Job) -> str | None:
+    """A leave-out tree child's start: its parent's saved model (its best weights), or
+    for a user's training function, which saves what it likes, the parent's job folder;
+    None without a parent, or while the parent is not done (the job then fails, saying
+    so: never a silent start from scratch)."""
+    if job.parent is None:
+        return None
+    result = store.result(job.parent) or {}
+    if result.get("status") != JobState.DONE:
+        return None
+    model = result.get("model_file")
+    folder = store.job_dir(job.parent)
+    return str(folder / str(model)) if model else str(folder)
 
 
 def _mpi() -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -48,6 +49,10 @@ def train_job(
                        "cv_seed": ctx.cv_seed, "replica": ctx.replica, "seed": ctx.seed,
                        "job_dir": str(ctx.job_dir),
                        "rank": ctx.rank, "size": ctx.size}
+        if ctx.design is not None:  # issue 21: the function is trusted to honour it
+            call_params["design"] = ctx.design
+        if ctx.init_weights is not None:
+            call_params["init_weights"] = ctx.init_weights
         returned = fn(call_params)
         metrics, history = metrics_from(returned)
         outcome: dict[str, Any] = {"metrics": metrics, "history": history}
@@ -64,30 +69,49 @@ def train_job(
 def save_outputs(outcome: dict[str, Any], job_dir: Path, rank: int) -> None:
     """Move the arrays a training returned out of its record into files (rank 0 writes):
     test-set predictions to the job's predictions.npz, the CV fold assignment to the run's
-    content-addressed ``cv/folds-<digest>.npy`` (every fold of a point shares one file)."""
+    content-addressed ``cv/folds-<digest>.npy`` (every fold of a point shares one file),
+    with a readable ``.csv`` beside it where the benchmark names each sample's group."""
     predicted = outcome.pop("predictions", None)
     assignment = outcome.pop("fold_assignment", None)
+    groups = outcome.pop("fold_groups", None)
     if rank != 0:
         return
     if predicted is not None:
         outcome["predictions"] = save_predictions(job_dir, predicted).name
     if assignment is not None:
-        outcome["fold_assignment"] = save_fold_assignment(job_dir.parent.parent, assignment)
+        outcome["fold_assignment"] = save_fold_assignment(job_dir.parent.parent, assignment,
+                                                          groups)
 
 
-def save_fold_assignment(run_root: Path, assignment: Any) -> str:
-    """``cv/folds-<digest>.npy`` under the run (written once; same content, same name)."""
+def save_fold_assignment(run_root: Path, assignment: Any, groups: Any = None) -> str:
+    """``cv/folds-<digest>.npy`` under the run (written once; same content, same name).
+    With ``groups`` (a label per sample) also ``cv/folds-<digest>.csv``: sample, group,
+    fold (-1: the held-out test set, -2: a test study's sample; a leave-out node: the
+    level its path left the sample out at, 0: trained on), and the digest covers both."""
     import numpy as np
 
     array = np.asarray(assignment, dtype=np.int16)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    name = f"cv/folds-{hashlib.sha256(buffer.getvalue()).hexdigest()[:16]}.npy"
-    path = run_root / name
+    digest = hashlib.sha256(buffer.getvalue())
+    labels: list[str] = []
+    if groups is not None:
+        labels = [str(label) for label in groups]
+        if len(labels) != len(array):
+            raise ValueError(f"fold_groups has {len(labels)} labels for {len(array)} samples")
+        digest.update("\n".join(labels).encode())
+    stem = f"cv/folds-{digest.hexdigest()[:16]}"
+    path = run_root / f"{stem}.npy"
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
-    return name
+    if labels and not (run_root / f"{stem}.csv").exists():
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(("sample", "group", "fold"))
+        writer.writerows(zip(range(len(labels)), labels, array.tolist(), strict=True))
+        atomic_write_bytes(run_root / f"{stem}.csv", text.getvalue().encode())
+    return f"{stem}.npy"
 
 
 def execute(
@@ -104,10 +128,15 @@ def execute(
     report_epochs: bool = False,
     wait_for_verdict: bool = False,
     uq: dict[str, Any] | None = None,
+    design: dict[str, Any] | None = None,
+    init_weights: str | None = None,
+    blocked: str | None = None,
 ) -> dict[str, Any]:
     """Train ``job`` and return its result record (status done, pruned, interrupted or
     failed), never raising. ``report_epochs``: an adaptive search follows the job epoch by
-    epoch (and ``wait_for_verdict``: may prune it)."""
+    epoch (and ``wait_for_verdict``: may prune it). ``design``/``init_weights``: issue 21's
+    sample design and a tree child's start (TrainContext); ``blocked``: why the job cannot
+    run (it fails with that error)."""
     rank, size = mpi_rank_and_size()
     started = time.time()
     # Outside an adaptive search it only keeps a user model's candle.report epochs.
@@ -117,14 +146,22 @@ def execute(
     ctx = TrainContext(job_dir=job_dir, seed=job.seed, fold=job.fold, folds=job.folds,
                        cv_seed=cv_seed, stratify=stratify, replica=job.replica,
                        rank=rank, size=size, threads=threads,
-                       on_epoch=reporter if report_epochs else None, uq=uq)
+                       on_epoch=reporter if report_epochs else None, uq=uq,
+                       design=design, init_weights=init_weights)
     record: dict[str, Any] = {
         "job_id": job.id, "point": job.point, "fold": job.fold, "replica": job.replica,
         "attempt": attempt, "host": socket.gethostname(), "ranks": size,
         "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
         "started": started,
     }
+    if job.repeat:
+        record["repeat"] = job.repeat
+    if job.node is not None:  # a leave-out tree's node (``node`` is taken: the host's)
+        record.update(tree_node=job.node, stage=job.stage, init_from=job.parent,
+                      baseline=job.baseline)
     try:
+        if blocked is not None:  # e.g. a tree child whose parent is not done
+            raise RuntimeError(blocked)
         outcome = train_job(benchmark, job.params, ctx, base_dir)
         save_outputs(outcome, job_dir, rank)
         reported = outcome.get("metrics", {})

@@ -1,12 +1,14 @@
-"""Cross-validation: each point's metric per fold (replicas averaged), mean ± std over
-folds, and where the fold assignment the jobs used is saved."""
+"""Cross-validation: each point's metric per fold (replicas and, repeated CV, repeats
+averaged), mean ± std over folds, and where the fold assignment the jobs used is saved
+(``cv/folds-<digest>.npy``, and since issue 21 a readable ``.csv`` beside it)."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from candle.spec.model import direction_sign
@@ -46,9 +48,12 @@ class FoldTable:
     folds: int
     rows: list[FoldRow]  # best mean first
     assignments: list[str]  # run-relative files holding the fold of each sample
+    repeats: int = 1  # repeated CV: each fold's value is the mean over this many draws
+    tables: list[str] = field(default_factory=list)  # the readable .csv of those that have one
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "folds": self.folds, "assignments": self.assignments,
+        return {"metric": self.metric, "folds": self.folds, "repeats": self.repeats,
+                "assignments": self.assignments, "tables": self.tables,
                 "rows": [r.to_dict() for r in self.rows]}
 
 
@@ -95,8 +100,9 @@ def tally(store: RunStore, results: Results, metric: str) -> Tally:
     return out
 
 
-def fold_table(store: RunStore, counted: Tally) -> FoldTable | None:
-    """None when the run does not cross-validate; ``counted``: the summary's tally."""
+def fold_table(store: RunStore, counted: Tally, repeats: int = 1) -> FoldTable | None:
+    """None when the run does not cross-validate; ``counted``: the summary's tally (a
+    fold's jobs of every repeat in one list: fold f of each draw, averaged)."""
     manifest = store.manifest()
     folds = manifest.folds
     if not folds:
@@ -112,4 +118,17 @@ def fold_table(store: RunStore, counted: Tally) -> FoldTable | None:
         rows.append(FoldRow(point, point_params, per_fold, mean, std))
     sign = direction_sign(direction)
     rows.sort(key=lambda r: (r.mean is None, sign * (r.mean or 0.0), r.point))
-    return FoldTable(metric, direction, folds, rows, sorted(counted.assignments))
+    assignments = sorted(counted.assignments)
+    return FoldTable(metric, direction, folds, rows, assignments, repeats,
+                     readable_tables(store.root, assignments))
+
+
+def readable_tables(root: Path, assignments: list[str]) -> list[str]:
+    """The ``.csv`` beside each ``.npy`` fold assignment that has one (a stat per file:
+    a run has a few, one per distinct split)."""
+    found = []
+    for name in assignments:
+        table = str(Path(name).with_suffix(".csv"))
+        if table != name and (root / table).is_file():
+            found.append(table)
+    return found

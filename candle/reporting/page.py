@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from candle.errors import UserError
 from candle.plan.jobs import Job
 from candle.reporting import plots
 from candle.reporting.cv import FoldTable
+from candle.reporting.page_designs import design_sections, plan_designs
 from candle.reporting.pbt import PbtSummary, summarise_pbt
+from candle.reporting.plot_plan import Plot, PlotPlan, Skipped
 from candle.reporting.status import RunStatus, collect_status
 from candle.reporting.summary import Summary, read_results, summarise
 from candle.spec.model import direction_sign
@@ -68,26 +70,6 @@ class ReportData:
     @property
     def direction(self) -> str:
         return self.manifest.direction
-
-
-@dataclass
-class Plot:
-    name: str  # the PNG's file name
-    title: str
-    caption: str
-    make: Callable[[], Figure]
-
-
-@dataclass
-class Skipped:
-    title: str
-    reason: str
-
-
-@dataclass
-class PlotPlan:
-    plots: list[Plot] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
 
 
 @dataclass
@@ -224,6 +206,7 @@ def plan_plots(data: ReportData) -> PlotPlan:
                   [r.mean for r in rows if r.mean is not None], metric, direction)))
     _plan_uq(data, plan)
     _plan_cv(data, plan)
+    plan_designs(data.summary, plan, _bind)
     return plan
 
 
@@ -443,6 +426,7 @@ def render_html(data: ReportData, images: list[tuple[Plot, bytes]],
     body += _top_section(data) if data.pbt is None else _pbt_section(data.pbt)
     body += _uq_section(data)
     body += _cv_section(data)
+    body += design_sections(data.summary, _e, _params, _table)
     body.append("<h2>Plots</h2>")
     if not images:
         body.append('<p class="note">No plot could be drawn from this run yet.</p>')
@@ -535,11 +519,16 @@ def _cv_section(data: ReportData) -> list[str]:
     rows = [[f"#{r.point}", _e(_params(r.params)), *(f"#{_num(v)}" for v in r.values),
              f"#{_num(r.mean)} ± {_num(r.std, 2)}" if r.mean is not None else "#-"]
             for r in shown]
-    note = (f'<p class="note">{_e(table.metric)} per fold, best mean first; '
+    repeats = (f" (each fold: the mean over its {table.repeats} repeats x replicas)"
+               if table.repeats > 1 else "")
+    note = (f'<p class="note">{_e(table.metric)} per fold{repeats}, best mean first; '
             f"{_of(len(shown), len(table.rows))} points.")
     if table.assignments:
         note += " Fold assignments: " + ", ".join(f"<code>{_e(a)}</code>"
                                                   for a in table.assignments)
+    if table.tables:
+        note += " Readable (sample, group, fold): " + ", ".join(
+            f"<code>{_e(t)}</code>" for t in table.tables)
     return ["<h2>Cross-validation</h2>", note + "</p>",
             _table(["point", "params", *(f"fold {f}" for f in range(table.folds)),
                     "mean ± std"], rows)]

@@ -49,8 +49,16 @@ def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
         console.print(f"trials {info['points']} x folds {info['folds']} x replicas "
                       f"{info['replicas']} = at most [bold]{info['jobs']} jobs[/], each trial "
                       f"asked when a slot frees -> {info['run_dir']}")
+    elif info.get("tree"):
+        tree = info["tree"]
+        twins = ", each below stage 1 also from scratch" if tree["baseline"] else ""
+        console.print(f"points {info['points']} x leave-out tree of depth {tree['depth']}, "
+                      f"{tree['children']} children ({tree['nodes']} nodes{twins}) x replicas "
+                      f"{info['replicas']} = [bold]{info['jobs']} jobs[/], each node once its "
+                      f"parent is done -> {info['run_dir']}")
     else:
-        console.print(f"points {info['points']} x folds {info['folds']} x replicas "
+        repeats = f" ({info['repeats']} repeats)" if info.get("repeats", 1) > 1 else ""
+        console.print(f"points {info['points']} x folds {info['folds']}{repeats} x replicas "
                       f"{info['replicas']} = [bold]{info['jobs']} jobs[/] -> {info['run_dir']}")
     alloc = info.get("allocation")
     if alloc:
@@ -72,10 +80,17 @@ def print_plan(info: dict[str, Any], jobs: list[Job]) -> None:
         return
     names = sorted({k for j in jobs for k in j.point_params})
     table = Table(title=f"first {len(jobs)} jobs")
-    for column in ("job", "point", "fold", "replica", "seed", *names):
+    in_tree = any(job.node is not None for job in jobs)
+    repeated = any(job.repeat for job in jobs)
+    where: tuple[str, ...] = (("node", "from") if in_tree else ("fold", "repeat") if repeated
+                              else ("fold",))
+    for column in ("job", "point", *where, "replica", "seed", *names):
         table.add_column(column)
     for job in jobs:
-        table.add_row(job.id, str(job.point), _fmt(job.fold), str(job.replica), str(job.seed),
+        placed = ((job.node or "", job.parent or ("scratch" if job.baseline else "-"))
+                  if in_tree else (_fmt(job.fold), str(job.repeat)) if repeated
+                  else (_fmt(job.fold),))
+        table.add_row(job.id, str(job.point), *placed, str(job.replica), str(job.seed),
                       *(_fmt(job.point_params.get(n, "")) for n in names))
     console.print(table)
 
@@ -187,6 +202,10 @@ def print_summary(summary: Summary, limit: int | None = SUMMARY_ROWS) -> None:
         _print_uq(console, summary, names)
     if summary.fold_assignments is not None:
         _print_folds(console, summary, names)
+    if summary.stages or summary.holdout_metric is not None or summary.study_metrics:
+        from candle.reporting.render_designs import print_designs
+
+        print_designs(console, summary, names, _fmt)
     if more > 0:
         shown = len(summary.rows)
         console.print(f"the best {shown} of {shown + more} points; all of them: --top "
@@ -230,7 +249,9 @@ def _print_folds(console: Console, summary: Summary, names: list[str]) -> None:
     if not rows:
         return
     folds = len(rows[0].folds or [])
-    table = Table(title=f"CV: {summary.metric} per fold")
+    repeats = summary.fold_table.repeats if summary.fold_table is not None else 1
+    table = Table(title=f"CV: {summary.metric} per fold"
+                        + (f" ({repeats} repeats)" if repeats > 1 else ""))
     for column in ("point", *names, *(f"fold {i}" for i in range(folds)), "mean ± std"):
         table.add_column(column)
     for row in rows:
@@ -238,8 +259,15 @@ def _print_folds(console: Console, summary: Summary, names: list[str]) -> None:
         table.add_row(str(row.point), *(_fmt(row.params.get(n, "")) for n in names),
                       *(_fmt(v) for v in row.folds or []), value)
     console.print(table)
+    if repeats > 1:
+        console.print(f"repeated CV: each fold is the mean over its {repeats} repeats (each "
+                      "a different draw of the folds) x replicas", markup=False)
     files = ", ".join(summary.fold_assignments or []) or "none saved yet"
     console.print(f"fold assignment (fold of each training sample, .npy): {files}")
+    tables = summary.fold_table.tables if summary.fold_table is not None else []
+    if tables:
+        console.print(f"readable (sample, group, fold; -1 holdout, -2 a test study): "
+                      f"{', '.join(tables)}", markup=False)
 
 
 def print_study_uq(method: str, rows: list[Any]) -> None:

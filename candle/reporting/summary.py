@@ -1,12 +1,18 @@
 """`candle summary`: one row per search point, metric mean ± std over folds and replicas;
-for a UQ run each point's ensemble numbers, for a CV run its metric per fold."""
+for a UQ run each point's ensemble numbers, for a CV run its metric per fold; for issue
+21's designs its leave-out stages and its held-out / cross-study test sets
+(candle.reporting.designs)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from candle.reporting.cells import base_metric
+from candle.reporting.cross_study import PointHeldOut
 from candle.reporting.cv import FoldTable, Results, Tally, fold_table, mean_std, tally
+from candle.reporting.designs import Found, find_designs
+from candle.reporting.leaveout import StageRow
 from candle.spec.model import direction_sign
 from candle.store.run_store import RunStore
 
@@ -26,6 +32,9 @@ class PointRow:
     best: bool = False
     uq: dict[str, Any] | None = None  # UQRow.to_dict(): the point's ensemble numbers
     folds: list[float | None] | None = None  # CV: the metric per fold (replicas averaged)
+    repeats: int | None = None  # repeated CV: the draws each fold's value averages
+    stages: list[StageRow] | None = None  # a leave-out tree: the metric per stage
+    held_out: PointHeldOut | None = None  # test_<m> and test_<STUDY>_<m>
 
     def to_dict(self, metric: str) -> dict[str, Any]:
         out = {"point": self.point, "params": self.params, "metric": metric,
@@ -35,7 +44,24 @@ class PointRow:
             out["uq"] = self.uq
         if self.folds is not None:
             out["folds"] = self.folds
+        if self.repeats is not None:
+            out["repeats"] = self.repeats
+        if self.stages is not None:
+            out["stages"] = [s.to_dict() for s in self.stages]
+        if self.held_out is not None:
+            out.update(_held_out_dict(self.held_out, base_metric(metric)))
         return out
+
+
+def _held_out_dict(held: PointHeldOut, base: str) -> dict[str, Any]:
+    """``holdout`` and ``studies`` as `--format json` shows them, each naming its metric."""
+    out: dict[str, Any] = {}
+    if held.holdout is not None:
+        out["holdout"] = {"metric": f"test_{base}", **held.holdout.to_dict()}
+    if held.studies:
+        out["studies"] = {study: {"metric": f"test_{study}_{base}", **cell.to_dict()}
+                          for study, cell in held.studies.items()}
+    return out
 
 
 @dataclass
@@ -48,6 +74,14 @@ class Summary:
     fold_assignments: list[str] | None = None  # CV: run-relative .npy files (fold per sample)
     uq_rows: list[UQRow] = field(default_factory=list)  # with calibration curves and spreads
     fold_table: FoldTable | None = None
+    holdout_metric: str | None = None  # test_<m>, where the run holds a test set out
+    study_metrics: dict[str, str] = field(default_factory=dict)  # study -> test_<STUDY>_<m>
+    train_studies: list[str] = field(default_factory=list)  # cross-study: trained on
+
+    @property
+    def stages(self) -> bool:
+        """A leave-out tree run (its rows carry the metric per stage)."""
+        return any(r.stages for r in self.rows)
 
 
 def read_results(store: RunStore) -> dict[str, dict[str, Any] | None]:
@@ -79,6 +113,7 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
         rows[0].best = True
     summary = Summary(metric, direction, rows)
     _add_uq_and_folds(store, summary, results, counted)
+    _add_designs(summary, find_designs(store, results, metric, direction))
     return summary
 
 
@@ -99,6 +134,27 @@ def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results,
         summary.fold_assignments = summary.fold_table.assignments
         for fold_row in summary.fold_table.rows:
             by_point[fold_row.point].folds = fold_row.values
+
+
+def _add_designs(summary: Summary, found: Found) -> None:
+    """Issue 21's tables into the rows (nothing for an ordinary run)."""
+    by_point = {r.point: r for r in summary.rows}
+    if found.held is not None:
+        summary.holdout_metric = found.held.holdout
+        summary.study_metrics = found.held.studies
+        summary.train_studies = list(found.planned.train_studies)
+        for point, cells in found.held.points.items():
+            if point in by_point:
+                by_point[point].held_out = cells
+    for point, stages in found.stages.items():
+        if point in by_point:
+            by_point[point].stages = stages
+    repeats = found.planned.repeats
+    if repeats > 1 and summary.fold_table is not None:
+        summary.fold_table.repeats = repeats
+        for row in summary.rows:
+            if row.folds is not None:
+                row.repeats = repeats
 
 
 def plot_summary(summary: Summary, path: Any) -> None:

@@ -14,12 +14,14 @@ import contextlib
 import json
 from typing import Any
 
+from candle.reporting.cross_study import PointHeldOut
 from candle.reporting.cv import FoldRow, FoldTable
+from candle.reporting.leaveout import StageRow
 from candle.reporting.summary import PointRow, Summary, summarise
 from candle.store.atomic import atomic_write_text
 from candle.store.run_store import RunStore
 
-VERSION = 1
+VERSION = 2  # 2: issue 21's designs (stages, held-out and cross-study sets, repeats)
 NAME = "summary.json"
 
 
@@ -45,22 +47,49 @@ def _record(summary: Summary) -> dict[str, Any]:
     return {
         "metric": summary.metric, "direction": summary.direction,
         "rows": [[r.point, r.params, r.mean, r.std, r.n, r.failed, r.pending, r.best,
-                  r.folds] for r in summary.rows],
+                  r.folds, _design(r)] for r in summary.rows],
         "fold_table": None if table is None else {
             "folds": table.folds, "assignments": table.assignments,
+            "repeats": table.repeats, "tables": table.tables,
             "rows": [[r.point, r.params, r.values, r.mean, r.std] for r in table.rows]},
+        "holdout_metric": summary.holdout_metric, "study_metrics": summary.study_metrics,
+        "train_studies": summary.train_studies,
     }
 
 
+def _design(row: PointRow) -> dict[str, Any] | None:
+    """A row's issue-21 numbers (None for an ordinary run's row: nothing to keep)."""
+    if row.repeats is None and row.stages is None and row.held_out is None:
+        return None
+    return {"repeats": row.repeats,
+            "stages": None if row.stages is None else [s.to_dict() for s in row.stages],
+            "held_out": None if row.held_out is None else row.held_out.to_dict()}
+
+
+def _with_design(row: PointRow, design: dict[str, Any] | None) -> PointRow:
+    if design is not None:
+        row.repeats = design["repeats"]
+        stages, held = design["stages"], design["held_out"]
+        row.stages = None if stages is None else [StageRow.from_dict(s) for s in stages]
+        row.held_out = None if held is None else PointHeldOut.from_dict(held)
+    return row
+
+
 def _summary(data: dict[str, Any]) -> Summary:
-    rows = [PointRow(point, params, mean, std, n, failed, pending, best, folds=folds)
-            for point, params, mean, std, n, failed, pending, best, folds in data["rows"]]
-    summary = Summary(data["metric"], data["direction"], rows)
+    rows = [_with_design(PointRow(point, params, mean, std, n, failed, pending, best,
+                                  folds=folds), design)
+            for point, params, mean, std, n, failed, pending, best, folds, design
+            in data["rows"]]
+    summary = Summary(data["metric"], data["direction"], rows,
+                      holdout_metric=data["holdout_metric"],
+                      study_metrics=data["study_metrics"],
+                      train_studies=data["train_studies"])
     table = data["fold_table"]
     if table is not None:
         summary.fold_table = FoldTable(
             data["metric"], data["direction"], table["folds"],
-            [FoldRow(*row) for row in table["rows"]], table["assignments"])
+            [FoldRow(*row) for row in table["rows"]], table["assignments"],
+            table["repeats"], table["tables"])
         summary.fold_assignments = summary.fold_table.assignments
     return summary
 

@@ -102,9 +102,68 @@ class SearchSpec:
 
 @dataclass(frozen=True)
 class CVSpec:
-    folds: int
+    """k-fold CV (``folds``; None: cross-study without folds), grouped by ``groups`` (no
+    group in two folds; None: the benchmark's own grouping), with a ``holdout`` fraction
+    of the groups kept out of every fold as a test set, ``repeats`` draws of the folds
+    (repeat r draws with seed ``seed + REPEAT_SEED_STRIDE * r``), and, cross-study,
+    training on ``train_studies`` and testing on each of ``test_studies``."""
+
+    folds: int | None
     seed: int
     stratify: bool
+    groups: str | None = None
+    holdout: float = 0.0
+    repeats: int = 1
+    train_studies: tuple[str, ...] = ()
+    test_studies: tuple[str, ...] = ()
+
+    @property
+    def designed(self) -> bool:
+        """Anything beyond plain k-fold: the job is told its design (TrainContext.design)."""
+        return bool(self.groups or self.holdout or self.train_studies)
+
+
+REPEAT_SEED_STRIDE = 1_000_003  # repeated CV: repeat r's folds are drawn with seed + r x this
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The fold seed of repeated CV's repeat ``repeat`` (repeat 0: the cv seed itself)."""
+    return seed + REPEAT_SEED_STRIDE * repeat
+
+
+EPOCH_SCHEDULES = ("flat", "linear", "log", "sqrt")
+
+
+@dataclass(frozen=True)
+class StagesSpec:
+    """A leave-out tree, as CANDLE's cp-leaveout: ``children`` parts per node, ``depth``
+    stages; a node trains on its parent's rows minus one part of them (made of ``split``
+    groups) and validates on that part, starting from its parent's best weights.
+    ``epochs`` says how a stage's epochs shrink with depth; ``baseline`` also trains every
+    node below the first stage from scratch, for comparison."""
+
+    depth: int
+    children: int
+    split: str
+    epochs: str = "flat"
+    baseline: bool = False
+
+    def stage_epochs(self, epochs: int, stage: int) -> int:
+        """Stage ``stage`` (1..depth) of ``epochs`` E: flat E; linear E (S - s + 1) / S;
+        log E / (1 + ln s); sqrt E / sqrt(s); rounded up, at least 1."""
+        import math
+
+        share = {"flat": 1.0, "linear": (self.depth - stage + 1) / self.depth,
+                 "log": 1.0 / (1.0 + math.log(stage)), "sqrt": 1.0 / math.sqrt(stage)}
+        return max(1, math.ceil(epochs * share[self.epochs] - 1e-9))
+
+    def nodes(self) -> int:
+        """Tree nodes, baselines not counted: C + C^2 + ... + C^S."""
+        return sum(self.children ** s for s in range(1, self.depth + 1))
+
+    def jobs_per_replica(self) -> int:
+        """Nodes, and their from-scratch twins below the first stage with ``baseline``."""
+        return self.nodes() + (self.nodes() - self.children if self.baseline else 0)
 
 
 UQ_METHODS = ("ensemble", "bootstrap", "mc_dropout", "noise")
@@ -196,6 +255,7 @@ class Sweep:
     base_dir: Path
     text: str = field(repr=False, default="")
     job_timeout: float = 0.0  # training.job_timeout: seconds a job may run (0: no limit)
+    stages: StagesSpec | None = None  # a leave-out tree (instead of cv folds)
 
     @property
     def run_dir(self) -> Path:

@@ -9,10 +9,18 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from candle.benchmark import BUILTIN, Benchmark, ParamError, find_benchmark, names_definition
+from candle.benchmark import (
+    BUILTIN,
+    GROUP_KINDS,
+    Benchmark,
+    ParamError,
+    find_benchmark,
+    names_definition,
+)
 from candle.errors import UserError
 from candle.spec.checks import Ctx, kind_of, printable
 from candle.spec.model import (
+    EPOCH_SCHEDULES,
     NOISE_KINDS,
     NOISE_PARAM,
     UQ_LOSSES,
@@ -23,6 +31,7 @@ from candle.spec.model import (
     IntRange,
     Resources,
     SearchSpec,
+    StagesSpec,
     Sweep,
     Uniform,
     UQSpec,
@@ -34,13 +43,16 @@ if TYPE_CHECKING:
     from candle.spec.site import SiteConfig
 
 TOP_KEYS = ("name", "benchmark", "params", "search", "cv", "uq", "training", "resources",
-            "retries", "store")
+            "retries", "store", "stages")
 SEARCH_KEYS = ("method", "space", "points", "trials", "seed", "metric", "direction", "sampler",
                "pruner", "batch", "seed_from", "population", "ready", "exploit", "explore",
                "schedule")
 OPTUNA_ONLY = ("sampler", "pruner", "batch")
 PBT_ONLY = ("population", "ready", "exploit", "explore", "schedule")
-CV_KEYS = ("folds", "seed", "stratify")
+CV_KEYS = ("folds", "seed", "stratify", "groups", "holdout", "repeats", "train_studies",
+           "test_studies")
+STAGES_KEYS = ("depth", "children", "split", "epochs", "baseline")
+MAX_HOLDOUT = 0.9  # a test set larger than this leaves too little to train on
 UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
 DEFAULT_MC_SAMPLES = 20
 DATA_PARAM = "data"  # the built-ins' dataset: "synthetic" or a directory
@@ -49,7 +61,8 @@ TRAINING_KEYS = ("early_stopping", "reduce_lr", "warmup_epochs", "job_timeout")
 CONTROL_PARAMS = {
     "early_stopping": {"patience": "early_stopping_patience",
                        "min_delta": "early_stopping_min_delta",
-                       "monitor": "early_stopping_monitor"},
+                       "monitor": "early_stopping_monitor",
+                       "restore_best": "restore_best_weights"},
     "reduce_lr": {"patience": "reduce_lr_patience", "factor": "reduce_lr_factor",
                   "min_delta": "reduce_lr_min_delta"},
 }
@@ -101,7 +114,12 @@ def load_sweep(path: str | Path) -> Sweep:
     search = _search(ctx, top.get("search"), definition)
     if search.method == "pbt":
         search = _pbt(ctx, top["search"], search, definition, params)
-    cv = _cv(ctx, top.get("cv"))
+    cv = _cv(ctx, top.get("cv"), tree=top.get("stages") is not None)
+    stages = _stages(ctx, top.get("stages"), cv, search)
+    _check_designs(ctx, definition, benchmark, cv, stages)
+    if stages is not None and definition is not None and "restore_best_weights" not in params \
+            and definition.param("restore_best_weights") is not None:
+        params["restore_best_weights"] = True  # a child starts from its parent's best weights
     uq = _uq(ctx, top.get("uq"), benchmark, params, search)
     if search.method == "pbt":
         for key, given in (("cv", cv), ("uq", uq)):
@@ -110,7 +128,7 @@ def load_sweep(path: str | Path) -> Sweep:
                                        f"{key} is not supported with search method pbt")
     resources = _resources(ctx, top.get("resources"))
     _check_search_fits_mode(ctx, search, resources)
-    _check_job_count(ctx, search, cv, uq)
+    _check_job_count(ctx, search, cv, uq, stages)
     retries = ctx.integer(top.get("retries", 1), ("retries",), 0)
     store_raw = ctx.string(top.get("store", "runs"), ("store",))
     if not store_raw.strip():
@@ -122,7 +140,7 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(
         name=name, benchmark=benchmark, params=params, search=search, cv=cv, uq=uq,
         resources=resources, retries=retries, store=store, source=file.resolve(),
-        base_dir=base_dir, text=text, job_timeout=job_timeout,
+        base_dir=base_dir, text=text, job_timeout=job_timeout, stages=stages,
     )
 
 
@@ -143,8 +161,8 @@ def _benchmark(ctx: Ctx, benchmark: str) -> Benchmark | None:
     )
 
 
-def _check_job_count(ctx: Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpec | None
-                     ) -> None:
+def _check_job_count(ctx: Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpec | None,
+                     stages: StagesSpec | None = None) -> None:
     """A static search is planned in full, up front: keep it to MAX_JOBS jobs."""
     if search.method in ("optuna", "pbt"):
         return  # asked trial by trial (segment by segment); trials (population) is a budget
@@ -156,7 +174,9 @@ def _check_job_count(ctx: Ctx, search: SearchSpec, cv: CVSpec | None, uq: UQSpec
         points, key = len(search.points), ("search", "points")
     else:
         points, key = search.trials, ("search", "trials")
-    folds, replicas = cv.folds if cv else 1, uq.replicas if uq else 1
+    folds, replicas = (cv.folds or 1) * cv.repeats if cv else 1, uq.replicas if uq else 1
+    if stages is not None:
+        folds = stages.jobs_per_replica()  # the tree's nodes (and baselines) per replica
     points *= max(1, len(uq.noise_levels)) if uq else 1
     jobs = points * folds * replicas
     if jobs > MAX_JOBS:
@@ -263,6 +283,8 @@ def _training(ctx: Ctx, raw: Any, definition: Benchmark | None, params: dict[str
                 option = ctx.integer(option, where, 0)
             elif key == "monitor":
                 option = ctx.string(option, where)
+            elif key == "restore_best":
+                option = ctx.boolean(option, where)
             else:
                 option = ctx.number(option, where)
                 if option < 0 or (key == "factor" and not 0 < option < 1):
@@ -641,14 +663,111 @@ def _dimension(
     raise ctx.fail(path, f"expected a list of values or a distribution, got {kind_of(spec)}")
 
 
-def _cv(ctx: Ctx, raw: Any) -> CVSpec | None:
+def _cv(ctx: Ctx, raw: Any, tree: bool = False) -> CVSpec | None:
     if raw is None:
         return None
     c = ctx.mapping(raw, ("cv",), CV_KEYS)
-    folds = ctx.integer(c.get("folds", 5), ("cv", "folds"), 2)
+    train = _studies(ctx, c, "train_studies")
+    test = _studies(ctx, c, "test_studies")
+    if bool(train) != bool(test):
+        given, missing = ("train_studies", "test_studies") if train else ("test_studies",
+                                                                         "train_studies")
+        raise ctx.fail(("cv", given), f"cross-study validation needs {missing} as well")
+    if both := sorted(set(train) & set(test)):
+        raise ctx.fail(("cv", "test_studies"), f"{', '.join(both)} is in train_studies too: "
+                                               "a test study must be one never trained on")
+    # Cross-study alone needs no folds (each point is one job: train on the train studies,
+    # test on each test study), nor does a leave-out tree; plain CV has 5 unless told.
+    folds: int | None = None if (train or tree) and "folds" not in c else ctx.integer(
+        c.get("folds", 5), ("cv", "folds"), 2)
     seed = ctx.integer(c.get("seed", 0), ("cv", "seed"), 0, MAX_SEED)
     stratify = ctx.boolean(c.get("stratify", True), ("cv", "stratify"))
-    return CVSpec(folds, seed, stratify)
+    groups = None if c.get("groups") is None else ctx.string(c["groups"], ("cv", "groups"),
+                                                             GROUP_KINDS)
+    holdout = 0.0
+    if c.get("holdout") is not None:
+        holdout = ctx.number(c["holdout"], ("cv", "holdout"))
+        if not 0 < holdout <= MAX_HOLDOUT:
+            raise ctx.fail(("cv", "holdout"), f"a fraction of the groups in (0, {MAX_HOLDOUT}], "
+                                              f"got {holdout:g}")
+    repeats = ctx.integer(c.get("repeats", 1), ("cv", "repeats"), 1)
+    if repeats > 1 and folds is None:
+        raise ctx.fail(("cv", "repeats"), "repeats draws the folds again: it needs cv.folds")
+    return CVSpec(folds, seed, stratify, groups, holdout, repeats, train, test)
+
+
+def _studies(ctx: Ctx, c: dict[str, Any], key: str) -> tuple[str, ...]:
+    raw = c.get(key)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ctx.fail(("cv", key), f"expected a list of study names, got {kind_of(raw)}")
+    names = tuple(ctx.string(v, ("cv", key, i)) for i, v in enumerate(raw))
+    for i, name in enumerate(names):
+        if not name.strip() or name in names[:i]:
+            raise ctx.fail(("cv", key, i), f"study names must be non-empty and distinct, "
+                                           f"got {name!r}")
+    return names
+
+
+def _stages(ctx: Ctx, raw: Any, cv: CVSpec | None, search: SearchSpec) -> StagesSpec | None:
+    """The leave-out tree: each node one job, its children starting from its weights."""
+    if raw is None:
+        return None
+    s = ctx.mapping(raw, ("stages",), STAGES_KEYS)
+    if cv is not None and cv.folds is not None:
+        raise ctx.fail(("stages",), "stages and cv.folds both split the data into parts; use "
+                                    "one (cv may still set holdout, groups' kind or studies)")
+    if search.adaptive:
+        raise ctx.fail(("stages",), f"a leave-out tree is planned up front; search method "
+                                    f"{search.method} makes its jobs as results come")
+    depth = ctx.integer(s.get("depth", 1), ("stages", "depth"), 1)
+    children = ctx.integer(s.get("children", 2), ("stages", "children"), 2)
+    split = ctx.string(s.get("split", "cell"), ("stages", "split"), GROUP_KINDS)
+    epochs = ctx.string(s.get("epochs", "flat"), ("stages", "epochs"), EPOCH_SCHEDULES)
+    baseline = ctx.boolean(s.get("baseline", False), ("stages", "baseline"))
+    spec = StagesSpec(depth, children, split, epochs, baseline)
+    if spec.nodes() > MAX_JOBS:
+        raise ctx.fail(("stages", "depth"), f"{children}^1 + ... + {children}^{depth} = "
+                                            f"{spec.nodes():,} nodes, more than one sweep plans")
+    return spec
+
+
+def _check_designs(ctx: Ctx, definition: Benchmark | None, benchmark: str, cv: CVSpec | None,
+                   stages: StagesSpec | None) -> None:
+    """A built-in (or a user's Benchmark) declares the designs its data honours; a user's
+    training function gets the design in its params and is trusted with it."""
+    if definition is None:
+        return
+    asked: list[tuple[str, tuple[str, ...], str | None]] = []
+    if cv is not None:
+        if cv.groups:
+            asked.append(("groups", ("cv", "groups"), cv.groups))
+        if cv.holdout:
+            asked.append(("holdout", ("cv", "holdout"), None))
+        if cv.train_studies:
+            asked.append(("studies", ("cv", "train_studies"), None))
+    if stages is not None:
+        asked.append(("stages", ("stages",), stages.split))
+    for design, path, kind in asked:
+        if design not in definition.designs:
+            able = _designs_of(design)
+            raise ctx.fail(path, f"{benchmark} does not support {'/'.join(path)}"
+                                 + (f" ({', '.join(able)} does)" if able else ""))
+        if kind is not None and kind not in definition.groups:
+            raise ctx.fail(path if design == "groups" else (*path, "split"),
+                           f"{benchmark} cannot group samples by {kind}; it groups by "
+                           f"{', '.join(definition.groups) or 'nothing'}")
+
+
+def _designs_of(design: str) -> list[str]:
+    """The built-ins that support ``design`` (for the message refusing another)."""
+    able = []
+    for name in sorted(BUILTIN):
+        found = find_benchmark(name, Path("."))
+        if found is not None and design in found.designs:
+            able.append(name)
+    return able
 
 
 def _uq(ctx: Ctx, raw: Any, benchmark: str, params: dict[str, Any],

@@ -21,7 +21,7 @@ from candle.plan.jobs import Job
 from candle.store.atomic import atomic_write_text
 from candle.store.journal_file import read_records
 
-VERSION = 1
+VERSION = 2  # 2: the columns of repeated CV and leave-out trees (issue 21)
 NAME = "plan.json"
 Key = tuple[int, int, int]  # plan.jsonl's (st_mtime_ns, st_size, st_ino)
 
@@ -87,14 +87,17 @@ def _columns(jobs: list[Job], key: Key) -> dict[str, Any]:
     return {"version": VERSION, "key": list(key), "id": [j.id for j in jobs],
             "point": [j.point for j in jobs], "fold": [j.fold for j in jobs],
             "folds": [j.folds for j in jobs], "replica": [j.replica for j in jobs],
-            "seed": [j.seed for j in jobs], "tables": tables, "refs": refs}
+            "seed": [j.seed for j in jobs], "repeat": [j.repeat for j in jobs],
+            "node": [j.node for j in jobs], "parent": [j.parent for j in jobs],
+            "tables": tables, "refs": refs}
 
 
 def _check(data: dict[str, Any]) -> None:
     """Every column as long as the ids, every reference inside its table (else the copy
     is not used: ValueError / KeyError / TypeError / IndexError)."""
     tables, refs = data["tables"], data["refs"]
-    lengths = {len(data[c]) for c in ("id", "point", "fold", "folds", "replica", "seed")}
+    lengths = {len(data[c]) for c in ("id", "point", "fold", "folds", "replica", "seed",
+                                      "repeat", "node", "parent")}
     lengths |= {len(refs[name]) for name in ("point_params", "params", "settings")}
     if len(lengths) != 1:
         raise ValueError("plan.json: columns of different lengths")
@@ -109,5 +112,6 @@ def _jobs(data: dict[str, Any]) -> list[Job]:
     params = [tables["params"][i] for i in refs["params"]]
     settings = [tables["settings"][i] for i in refs["settings"]]
     columns = (data["id"], data["point"], point_params, params, data["fold"], data["folds"],
-               data["replica"], data["seed"], settings)
+               data["replica"], data["seed"], settings, data["repeat"], data["node"],
+               data["parent"])
     return [Job(*row) for row in zip(*columns, strict=True)]

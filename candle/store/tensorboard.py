@@ -194,7 +194,7 @@ def sweep_hparams(sweep: Sweep) -> dict[str, tuple[str, Any]]:
             domains.setdefault(name, ("discrete", values))
     if sweep.uq is not None and sweep.uq.noise_levels:
         domains[NOISE_PARAM] = ("discrete", sweep.uq.noise_levels)
-    if sweep.cv is not None:
+    if sweep.cv is not None and sweep.cv.folds is not None:
         domains[FOLD] = ("discrete", tuple(range(sweep.cv.folds)))
     if sweep.uq is not None:
         domains[REPLICA] = ("discrete", tuple(range(sweep.uq.replicas)))

@@ -16,6 +16,7 @@ from candle.launch import Launcher, LocalLauncher
 from candle.plan.changes import settings_changes
 from candle.plan.jobs import JobTemplate, iter_jobs
 from candle.spec.model import Resources, Sweep, walltime_seconds
+from candle.state import JobState
 from candle.store.lease import prune_expired
 from candle.store.manifest import RunManifest
 from candle.store.run_store import RESULT, RunStore
@@ -174,7 +175,13 @@ def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
                          JobTemplate.from_record(manifest.template))
     config = manifest.optuna
     if config is None or manifest.template is None:
-        return PlanSource(store.jobs())
+        jobs = list(store.jobs())
+        if any(job.parent is not None for job in jobs):  # a leave-out tree: parents first
+            from candle.supervisor.tree import TreeSource
+
+            states = store.states()
+            return TreeSource(jobs, lambda job_id: states.get(job_id) is JobState.DONE)
+        return PlanSource(jobs)
     from candle.adaptive.source import OptunaSource
     from candle.adaptive.study import open_study
 

@@ -13,12 +13,17 @@ from candle.plan.jobs import ID_SCHEME, JobTemplate, job_id
 
 def reference(benchmark: str, params: dict[str, Any], fold: int | None, replica: int,
               trial: int | None = None, *, folds: int | None = None, seed: int | None = None,
-              settings: dict[str, Any] | None = None) -> str:
+              settings: dict[str, Any] | None = None, repeat: int = 0,
+              node: str | None = None, parent: str | None = None) -> str:
     identity: dict[str, Any] = {"benchmark": benchmark, "params": params, "fold": fold,
                                 "replica": replica, "folds": folds, "seed": seed,
                                 "settings": settings or {}, "scheme": ID_SCHEME}
     if trial is not None:
         identity["trial"] = trial
+    if repeat:
+        identity["repeat"] = repeat
+    if node is not None:
+        identity.update(node=node, parent=parent)
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -32,7 +37,11 @@ def test_ids_are_the_canonical_json_hash() -> None:
                 rng.choice([None, 5]))
         kw: dict[str, Any] = {"folds": rng.choice([None, 5]),
                               "seed": rng.choice([None, 7919 * 3, 2**40]),
-                              "settings": rng.choice([None, {}, {"uq": None, "ranks": 2}])}
+                              "settings": rng.choice([None, {}, {"uq": None, "ranks": 2}]),
+                              "repeat": rng.choice([0, 0, 2]),
+                              "node": rng.choice([None, None, "1", "2.1"])}
+        if kw["node"] is not None:
+            kw["parent"] = rng.choice([None, "0123456789ab"])
         assert job_id(*args, **kw) == reference(*args, **kw)
 
 

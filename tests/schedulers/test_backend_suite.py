@@ -230,7 +230,7 @@ def test_a_submitter_killed_during_submission_never_submits_twice(
     backend = backend_for(cluster.scheduler)
     real_submit = backend.submit
 
-    def submit_then_die(script: Path, tag: str, after: str = "") -> str:
+    def submit_then_die(script: Path, tag: str, after: str = "", ok: bool = False) -> str:
         real_submit(script, tag, after)
         raise KeyboardInterrupt  # killed after the submission, before the id was written
 
@@ -339,3 +339,31 @@ def test_pbt_and_warm_workers_in_a_pbs_pack_allocation(cluster: Cluster, tmp_pat
     assert len(worker_logs) == 1  # one worker for the allocation's one node
     for job in store.jobs():
         assert "forked by the warm worker" in store.log_path(job.id).read_text()
+
+
+def test_a_leave_out_tree_in_array_mode_is_one_array_per_stage_chained_afterok(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Issue 21: a depth-2 tree of 2 children in array mode is two arrays, the second
+    submitted with afterok on the first (Slurm --dependency, PBS -W depend): it starts
+    only once every stage-1 node has succeeded, and each child gets its parent's folder."""
+    from tests.supervisor.test_tree import MODEL as TREE_MODEL
+    from tests.supervisor.test_tree import ledger
+
+    write(tmp_path / "treemodel.py", TREE_MODEL)
+    path = sweep_file(cluster, tmp_path, "tree", benchmark="treemodel:objective",
+                      params={"ledger": str(tmp_path / "ledger.jsonl"), "gate": "",
+                              "epochs": 2},
+                      stages={"depth": 2, "children": 2, "split": "cell"},
+                      resources={"mode": "array"})
+    proc = run_candle("run", str(path), "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(tmp_path / "runs" / "tree")
+    assert [r["status"] for r in results(store)] == ["done"] * 6
+    first, second = cluster.records(store.root)
+    assert first["count"] == 2 and not first["after"]
+    assert second["count"] == 4 and second["after"] == first["job_id"] and second["after_ok"]
+    rows = {row["job"]: row for row in ledger(tmp_path)}
+    for job in store.jobs():
+        if job.parent is not None:
+            assert rows[job.id]["started"] >= rows[job.parent]["ended"]
+            assert rows[job.id]["inherited"] == rows[job.parent]["node"]

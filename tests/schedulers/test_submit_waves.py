@@ -34,7 +34,7 @@ class FakeSlurm:
         self.sbatch_calls = 0
         self.states: dict[str, AllocState] = {}
 
-    def submit(self, script: Path, tag: str, after: str = "") -> str:
+    def submit(self, script: Path, tag: str, after: str = "", ok: bool = False) -> str:
         self.sbatch_calls += 1
         job_id = str(1000 + self.sbatch_calls)
         self.states[job_id] = AllocState.PENDING

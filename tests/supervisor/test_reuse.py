@@ -105,7 +105,7 @@ def test_a_cluster_run_submits_only_what_it_cannot_reuse(tmp_path: Path,
     assert run_candle("run", str(grid(tmp_path, "first", "[0.1, 0.2, 0.3]"))).returncode == 0
     submitted: list[str] = []
 
-    def submit(script: Path, tag: str, after: str = "") -> str:
+    def submit(script: Path, tag: str, after: str = "", ok: bool = False) -> str:
         submitted.append(str(script))
         return str(1000 + len(submitted))
 

@@ -49,5 +49,13 @@ BENCHMARK = Benchmark(
         Param("drug_features", "int", 3809, "synthetic: descriptors per drug"),
         Param("concentrations", "int", 5, "synthetic: log concentrations per (drug, cell)"),
         Param("noise", "float", 8.0, "synthetic: growth noise (percentage points, sd)"),
+        Param("studies", "strs", [],
+              "synthetic: studies (screens), e.g. CCLE,CTRP,GDSC,NCI60,gCSI, each over its "
+              "own subset of cell lines x drugs with its own growth offset, IC50 shift, "
+              "steepness and noise (cross-study designs); []: one screen, no study ids"),
     ),
+    # Leave-out and cross-study validation (issue 21): what candle's cv and stages
+    # sections may ask of its data (see data.apply_design).
+    designs=("groups", "holdout", "studies", "stages"),
+    groups=("cell", "drug", "cell_drug", "study"),
 )

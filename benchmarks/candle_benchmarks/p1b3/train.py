@@ -146,7 +146,7 @@ def batches(tf: Any, dose: data.DoseData, idx: NDArray[np.int64], batch_size: in
 
 def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
     tf = configure_tensorflow(ctx)
-    dose = data.load(params, ctx.fold, ctx.folds, ctx.cv_seed)
+    dose = data.load(params, ctx.fold, ctx.folds, ctx.cv_seed, ctx.design)
     uq = UQConfig.of(ctx.uq)
     head = uq.loss if uq is not None else None
     model = build_model(tf, {**params, "_uq_loss": head}, dose.width)
@@ -178,7 +178,20 @@ def train(params: dict[str, Any], ctx: TrainContext) -> dict[str, Any]:
                     predict_x=batches(tf, dose, dose.val_idx, size, channel, None),
                     predict_y=dose.y[dose.val_idx],
                     split_output=spread.split_output(head) if head else None,
-                    fold_assignment=dose.fold_assignment,
+                    fold_assignment=dose.fold_assignment, fold_groups=dose.fold_groups,
+                    test_sets=evaluation_sets(tf, dose, size, channel),
                     training_set=training_set_record(uq, rows, params) if uq else None,
                     data_digest=digest)
     return fit(tf, model, arrays, params, ctx)
+
+
+def evaluation_sets(tf: Any, dose: data.DoseData, batch_size: int,
+              channel: bool) -> dict[str, tuple[Any, Any]]:
+    """What rank 0 evaluates after training (a design's): the held-out groups' rows as
+    ``test`` (metrics test_loss, test_mse, ...) and each test study's as ``test_<STUDY>``."""
+    sets: dict[str, tuple[Any, Any]] = {}
+    if len(dose.holdout_idx):
+        sets["test"] = (batches(tf, dose, dose.holdout_idx, batch_size, channel, None), None)
+    for study, rows in dose.test_idx.items():
+        sets[f"test_{study}"] = (batches(tf, dose, rows, batch_size, channel, None), None)
+    return sets

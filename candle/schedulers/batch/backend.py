@@ -31,8 +31,10 @@ class Provider(Protocol):
         """{tag: job id} of this user's queued and running jobs; None if the query fails."""
         ...
 
-    def submit(self, script: Path, tag: str, after: str = "") -> str:
-        """Submit ``script`` once (a lost reply is found again by its tag); the job id."""
+    def submit(self, script: Path, tag: str, after: str = "", ok: bool = False) -> str:
+        """Submit ``script`` once (a lost reply is found again by its tag); the job id.
+        ``after``: job ids (``a:b``) it waits for: ended (afterany), or with ``ok``
+        succeeded (afterok)."""
         ...
 
     def status(self, job_ids: list[str]) -> dict[str, AllocState]:

@@ -45,6 +45,9 @@ class Submission:
     count: int = 0
     submitted: float = 0.0
     after: str = ""  # a continuation: the allocation whose walltime ran out
+    # A leave-out tree's stage: ``after`` is the previous stage's arrays (a:b), each of
+    # whose tasks must have succeeded (afterok) before this one starts.
+    after_ok: bool = False
 
 
 @dataclass
@@ -190,7 +193,8 @@ def _record_and_submit(store: RunStore, records: list[Submission], record: Submi
     """Write the record, submit, write the id: a crash at any line submits at most once."""
     records.append(record)
     _save(store, records)
-    record.job_id = backend_of(store).submit(path, record.tag, after=record.after)
+    record.job_id = backend_of(store).submit(path, record.tag, after=record.after,
+                                             ok=record.after_ok)
     _save(store, records)
     return record
 
@@ -269,28 +273,68 @@ def plan_and_submit(sweep: Sweep, run_meta: RunManifest, *, dry_run: bool,
             todo = len(pending)
         records = submissions(store)
         arrays = sum(1 for r in records if r.kind == "array")
-        # Jobs' params are written at launch.
-        scripts = build_scripts(sweep, pending, store.root, limits, first=arrays)
+        # Jobs' params are written at launch. A leave-out tree in array mode: one array (or
+        # more, past the largest array) per stage, each waiting for the one before it.
+        levels = stage_levels(pending, states) if sweep.resources.mode == "array" and \
+            not adaptive else [pending]
         new = []
         folder = batch_dir(store)
         folder.mkdir(exist_ok=True)
         by_id = {job.id: job for job in pending}
-        for script in scripts:
-            path = folder / script.name
-            if script.chunk_name:
-                # The chunk's job records too: a task finds its job there, in a file the
-                # size of one array, not in the whole plan (issue 18: O(1) in the run).
-                atomic_write_text(folder / chunk_records(script.chunk_name), "".join(
-                    json.dumps(by_id[i].to_record(), sort_keys=True) + "\n"
-                    for i in script.chunk_ids))
-                atomic_write_text(folder / script.chunk_name,
-                                  "\n".join(script.chunk_ids) + "\n")
-            atomic_write_text(path, script.text)
-            record = Submission(script.kind, "", script.name, script.tag,
-                                script.chunk_name, len(script.chunk_ids) or todo,
-                                time.time())
-            new.append(_record_and_submit(store, records, record, path))
+        scripts: list[Script] = []
+        after = ""
+        for level in levels:
+            level_scripts = build_scripts(sweep, level, store.root, limits,
+                                          first=arrays + len(scripts))
+            scripts.extend(level_scripts)
+            ids = _submit_scripts(store, records, level_scripts, by_id, folder, todo, after)
+            new.extend(ids)
+            after = ":".join(record.job_id for record in ids)
         return scripts, new, []
+
+
+def stage_levels(pending: list[Job], states: dict[str, JobState]) -> list[list[Job]]:
+    """``pending`` in waves: first every job that can start now (no parent, or its
+    parent done), then the jobs whose parent is in the wave before, and so on (one wave
+    when there is no tree). A job whose parent is neither done nor pending waits for the
+    next `candle run`."""
+    level_of: dict[str, int] = {}
+    levels: list[list[Job]] = []
+    for job in pending:  # the plan lists a parent before its children
+        if job.parent is None or states.get(job.parent) is JobState.DONE:
+            level = 0
+        elif job.parent in level_of:
+            level = level_of[job.parent] + 1
+        else:
+            continue
+        level_of[job.id] = level
+        while len(levels) <= level:
+            levels.append([])
+        levels[level].append(job)
+    return levels or [[]]
+
+
+def _submit_scripts(store: RunStore, records: list[Submission], scripts: list[Script],
+                by_id: dict[str, Job], folder: Path, todo: int,
+                after: str) -> list[Submission]:
+    """Write and submit ``scripts`` (waiting, with ``after``, for those ids to succeed)."""
+    new = []
+    for script in scripts:
+        path = folder / script.name
+        if script.chunk_name:
+            # The chunk's job records too: a task finds its job there, in a file the
+            # size of one array, not in the whole plan (issue 18: O(1) in the run).
+            atomic_write_text(folder / chunk_records(script.chunk_name), "".join(
+                json.dumps(by_id[i].to_record(), sort_keys=True) + "\n"
+                for i in script.chunk_ids))
+            atomic_write_text(folder / script.chunk_name,
+                              "\n".join(script.chunk_ids) + "\n")
+        atomic_write_text(path, script.text)
+        record = Submission(script.kind, "", script.name, script.tag,
+                            script.chunk_name, len(script.chunk_ids) or todo,
+                            time.time(), after, bool(after))
+        new.append(_record_and_submit(store, records, record, path))
+    return new
 
 
 def _adaptive_preview(sweep: Sweep) -> list[Job]:

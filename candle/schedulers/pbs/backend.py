@@ -65,11 +65,13 @@ def find_by_tag(tag: str) -> str | None:
     return (tagged_jobs() or {}).get(tag)
 
 
-def submit(script: Path, tag: str, after: str = "") -> str:
+def submit(script: Path, tag: str, after: str = "", ok: bool = False) -> str:
     """qsub ``script`` from its own folder (its -o path is relative); return the job id
     ('12.server', an array '16[].server'). ``after``: start once that job has ended, for
     any reason (afterany: a walltime-killed allocation ends with Exit_status -29, which
-    afterok would wait for forever); the new tag then overrides the script's."""
+    afterok would wait for forever); with ``ok``, once those jobs (``a:b``) have all
+    succeeded (a leave-out tree's next stage; PBS deletes it if one failed). The new tag
+    then overrides the script's."""
 
     def already_there(_: SchedulerError) -> str | None:
         found = find_by_tag(tag)
@@ -78,7 +80,8 @@ def submit(script: Path, tag: str, after: str = "") -> str:
                         "submitting again", found)
         return found
 
-    extra = ["-v", f"{TAG_VARIABLE}={tag}", "-W", f"depend=afterany:{after}"] if after else []
+    kind = "afterok" if ok else "afterany"
+    extra = ["-v", f"{TAG_VARIABLE}={tag}", "-W", f"depend={kind}:{after}"] if after else []
     out = run_cmd(["qsub", *extra, script.name], retry=SUBMIT_RETRY,
                   before_retry=already_there, cwd=script.parent)
     lines = out.strip().splitlines()

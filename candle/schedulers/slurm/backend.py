@@ -47,9 +47,11 @@ def find_by_tag(tag: str) -> str | None:
     return (tagged_jobs() or {}).get(tag)
 
 
-def submit(script: Path, tag: str, after: str = "") -> str:
+def submit(script: Path, tag: str, after: str = "", ok: bool = False) -> str:
     """sbatch ``script`` from its own folder (its outputs are relative); return the job id.
-    ``after``: start only once that job has ended (a continuation allocation); the new
+    ``after``: start only once that job has ended (a continuation allocation), or with
+    ``ok`` once those jobs (``a:b``: each of them, every array task) have all succeeded (a
+    leave-out tree's next stage; a failed one cancels it: --kill-on-invalid-dep); the new
     ``tag`` then overrides the one written in the script."""
 
     def already_there(_: SchedulerError) -> str | None:
@@ -59,7 +61,10 @@ def submit(script: Path, tag: str, after: str = "") -> str:
                         "submitting again", found)
         return found
 
-    extra = [f"--comment={tag}", f"--dependency=afterany:{after}"] if after else []
+    extra = [f"--comment={tag}", f"--dependency={'afterok' if ok else 'afterany'}:{after}"
+             ] if after else []
+    if after and ok:
+        extra.append("--kill-on-invalid-dep=yes")
     out = run_cmd(["sbatch", "--parsable", *extra, script.name], retry=SUBMIT_RETRY,
                   before_retry=already_there, cwd=script.parent)
     job_id = out.strip().split(";")[0]
