@@ -109,3 +109,10 @@ def test_a_tree_sets_restore_best_weights_unless_told(tmp_path: Path) -> None:
     assert len(jobs) == 3 + 9
     assert all(j.params.get("restore_best_weights") is True for j in jobs)
     assert all(j.params["epochs"] == 1 for j in jobs)  # p1b3's default, flat
+
+
+def test_training_restore_best_sets_the_param(tmp_path: Path) -> None:
+    sweep = load_sweep(write(tmp_path / "a.yaml", "name: a\nbenchmark: nt3\ntraining:\n"
+                             "  early_stopping: {patience: 3, restore_best: true}\n"))
+    assert sweep.params["restore_best_weights"] is True
+    assert sweep.params["early_stopping_patience"] == 3

@@ -87,3 +87,37 @@ def test_p1b3_cross_study_reports_each_target_study(tmp_path: Path) -> None:
     assert set(row["studies"]) == {"GDSC", "CTRP"}
     out = run_candle("summary", str(store.root), timeout=300).stdout
     assert "within CCLE" in out and "GDSC" in out
+
+
+def test_grouped_repeated_cv_with_a_holdout_read_back_from_the_saved_csv(
+        tmp_path: Path) -> None:
+    """Folds grouped by drug, 2 repeats, 20% of the drugs held out: in every job's saved
+    CSV no drug is in two folds, the held-out drugs are the same for every fold and repeat
+    and never trained on (the job's training rows are exactly the other folds' rows)."""
+    path = sweep(tmp_path, "grouped", params={**TINY, "epochs": 1},
+                 cv={"folds": 2, "groups": "drug", "holdout": 0.2, "repeats": 2, "seed": 5})
+    proc = run_candle("run", str(path), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(tmp_path / "runs" / "grouped")
+    jobs = list(store.jobs())
+    assert sorted((j.repeat, j.fold) for j in jobs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    held: set[str] = set()
+    by_repeat: dict[int, dict[str, str]] = {}
+    for job in jobs:
+        result = store.result(job.id) or {}
+        assert result.get("status") == "done", result
+        table = store.root / str(result["fold_assignment"]).replace(".npy", ".csv")
+        rows = list(csv.DictReader(table.open()))
+        fold_of: dict[str, set[str]] = {}
+        for row in rows:
+            fold_of.setdefault(row["group"], set()).add(row["fold"])
+        assert all(len(folds) == 1 for folds in fold_of.values())  # no drug straddles
+        out = {group for group, folds in fold_of.items() if folds == {"-1"}}
+        assert out and (not held or out == held)  # the same test set everywhere
+        held = out
+        by_repeat.setdefault(job.repeat, {}).update(
+            {group: next(iter(folds)) for group, folds in fold_of.items()})
+        trained = sum(1 for row in rows if row["fold"] not in ("-1", str(job.fold)))
+        assert result["train_samples"] == trained  # holdout rows never among them
+        assert "test_loss" in result["metrics"]
+    assert by_repeat[0] != by_repeat[1]  # each repeat draws its own folds
