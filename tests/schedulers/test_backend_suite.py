@@ -367,3 +367,32 @@ def test_a_leave_out_tree_in_array_mode_is_one_array_per_stage_chained_afterok(
         if job.parent is not None:
             assert rows[job.id]["started"] >= rows[job.parent]["ended"]
             assert rows[job.id]["inherited"] == rows[job.parent]["node"]
+
+
+def test_a_failed_stage_cancels_the_next_and_the_next_wave_resumes_the_tree(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Node 1 fails its first attempt: the stage-2 array, waiting on afterok, is cancelled
+    by the scheduler (Slurm --kill-on-invalid-dep, PBS deletes it) rather than left pending;
+    --wait's next wave runs node 1 again and then every child, each after its parent."""
+    from tests.supervisor.test_tree import MODEL as TREE_MODEL
+    from tests.supervisor.test_tree import ledger
+
+    write(tmp_path / "treemodel.py", TREE_MODEL)
+    (tmp_path / "fails").mkdir()
+    path = sweep_file(cluster, tmp_path, "tree", benchmark="treemodel:objective",
+                      params={"ledger": str(tmp_path / "ledger.jsonl"), "gate": "",
+                              "epochs": 2, "fail_once": str(tmp_path / "fails")},
+                      stages={"depth": 2, "children": 2, "split": "cell"},
+                      resources={"mode": "array"})
+    proc = run_candle("run", str(path), "--wait", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(tmp_path / "runs" / "tree")
+    assert [r["status"] for r in results(store)] == ["done"] * 6
+    records = cluster.records(store.root)
+    assert [r["count"] for r in records] == [2, 4, 3, 2]  # wave 2: node 1, then its children
+    assert records[1]["after_ok"] and records[3]["after"] == records[2]["job_id"]
+    assert not records[2]["after"]  # node 1 again, with node 2's children (parent done)
+    rows = {row["job"]: row for row in ledger(tmp_path)}
+    for job in store.jobs():
+        if job.parent is not None:
+            assert rows[job.id]["started"] >= rows[job.parent]["ended"]

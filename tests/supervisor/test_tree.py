@@ -32,6 +32,10 @@ def objective(params):
     job_dir = params["job_dir"]
     node = ".".join(map(str, params["design"]["node"]))
     started = time.time()
+    failed_before = os.path.join(params.get("fail_once") or job_dir, "failed-" + node)
+    if params.get("fail_once") and node == "1" and not os.path.exists(failed_before):
+        open(failed_before, "w").close()
+        raise RuntimeError("node 1 fails its first attempt")
     if params["gate"] and node.count(".") == 1 and not params.get("init_weights") is None:
         open(os.path.join(params["gate"], "waiting-" + os.path.basename(job_dir)), "w").close()
         deadline = time.monotonic() + 120

@@ -33,6 +33,21 @@ def sweep(tmp_path: Path, name: str, **over: Any) -> Path:
     return path
 
 
+def saved_rows(store: RunStore, result: dict[str, Any]) -> list[dict[str, str]]:
+    """The job's saved fold assignment, read back from its CSV."""
+    table = store.root / str(result["fold_assignment"]).replace(".npy", ".csv")
+    with table.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def saved_folds(store: RunStore, result: dict[str, Any]) -> dict[str, set[str]]:
+    """Group -> the folds (levels) its samples are in, from the saved CSV."""
+    folds: dict[str, set[str]] = {}
+    for row in saved_rows(store, result):
+        folds.setdefault(row["group"], set()).add(row["fold"])
+    return folds
+
+
 def test_a_p1b3_tree_child_starts_from_its_parents_best_weights(tmp_path: Path) -> None:
     path = sweep(tmp_path, "tree", cv={"seed": 2, "holdout": 0.2},
                  stages={"depth": 2, "children": 2, "split": "cell_drug", "epochs": "linear",
@@ -56,13 +71,9 @@ def test_a_p1b3_tree_child_starts_from_its_parents_best_weights(tmp_path: Path) 
         assert result["init"]["from"] == str(store.job_dir(job.parent) / parent["model_file"])
         assert result["history"]["loss"] and len(result["history"]["loss"]) <= 2  # linear
         # the node's readable split: its rows, their group and the level left out at
-        table = store.root / str(result["fold_assignment"]).replace(".npy", ".csv")
-        rows = list(csv.DictReader(table.open()))
-        levels: dict[str, set[str]] = {}
-        for row in rows:
-            levels.setdefault(row["group"], set()).add(row["fold"])
+        levels = saved_folds(store, result)
         assert all(len(found) == 1 for found in levels.values())  # no pair straddles
-        assert {"-1", "0", "1", "2"} <= {row["fold"] for row in rows}
+        assert {"-1", "0", "1", "2"} <= set().union(*levels.values())
     summary = run_candle("summary", str(store.root), "--format", "json", timeout=300)
     assert summary.returncode == 0, summary.stderr
     (row,) = json.loads(summary.stdout)
@@ -106,17 +117,14 @@ def test_grouped_repeated_cv_with_a_holdout_read_back_from_the_saved_csv(
     for job in jobs:
         result = store.result(job.id) or {}
         assert result.get("status") == "done", result
-        table = store.root / str(result["fold_assignment"]).replace(".npy", ".csv")
-        rows = list(csv.DictReader(table.open()))
-        fold_of: dict[str, set[str]] = {}
-        for row in rows:
-            fold_of.setdefault(row["group"], set()).add(row["fold"])
+        fold_of = saved_folds(store, result)
         assert all(len(folds) == 1 for folds in fold_of.values())  # no drug straddles
         out = {group for group, folds in fold_of.items() if folds == {"-1"}}
         assert out and (not held or out == held)  # the same test set everywhere
         held = out
         by_repeat.setdefault(job.repeat, {}).update(
             {group: next(iter(folds)) for group, folds in fold_of.items()})
+        rows = saved_rows(store, result)
         trained = sum(1 for row in rows if row["fold"] not in ("-1", str(job.fold)))
         assert result["train_samples"] == trained  # holdout rows never among them
         assert "test_loss" in result["metrics"]
