@@ -1,5 +1,6 @@
 """The report's figures for issue 21's designs: a leave-out tree's metric per stage
-(transfer against the from-scratch baseline) and cross-study error (within-study against
+(transfer against the from-scratch baseline; on the validation parts and, where the run
+holds a test set out, on that) and cross-study error (within-study against
 each target study). Drawn from the summary's rows, best points first."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -20,16 +22,37 @@ TRANSFER, BASELINE = "transfer", "baseline"  # gids of the per-stage lines
 
 
 def leaveout_stages(rows: Sequence[PointRow], metric: str, direction: str,
-                    top: int = STAGE_POINTS) -> Figure:
+                    top: int = STAGE_POINTS, held_metric: str | None = None) -> Figure:
     """Per point (the first ``top`` with stages): the metric per stage, mean ± std over
     the stage's nodes x replicas; transfer solid (gid TRANSFER), baseline dashed in the
-    same colour (gid BASELINE), a little apart so the error bars do not hide each other."""
+    same colour (gid BASELINE), a little apart so the error bars do not hide each other.
+    With ``held_metric`` and stages that carry it, a second panel (``fig.axes[1]``, the
+    same gids) draws the held-out test set's metric the same way: the fair comparison,
+    since a child's validation part was in its parent's training rows."""
     chosen = [r for r in rows if r.stages][:top]
-    fig = _figure(6.5, 4.2)
-    ax = fig.add_subplot()
+    held = held_metric is not None and any(
+        s.held_out is not None for r in chosen for s in r.stages or [])
+    fig = _figure(11.5 if held else 6.5, 4.2)
+    ax = fig.add_subplot(1, 2, 1) if held else fig.add_subplot()
+    _stage_lines(ax, chosen, held=False)
+    ax.set_ylabel(f"{metric} on the left-out part")
+    ax.set_title(f"{metric} per stage: transfer vs from scratch ({_better(direction)})")
+    if held:
+        ax = fig.add_subplot(1, 2, 2)
+        _stage_lines(ax, chosen, held=True)
+        ax.set_ylabel(f"{held_metric} on the held-out test set")
+        ax.set_title(f"{held_metric} (never trained on) per stage ({_better(direction)})")
+    return fig
+
+
+def _stage_lines(ax: Axes, chosen: Sequence[PointRow], held: bool) -> None:
+    """One panel: each point's transfer and baseline lines, of the sweep metric or (with
+    ``held``) of the held-out test set's."""
     for index, row in enumerate(chosen):
         colour = f"C{index % 10}"
-        stages = row.stages or []
+        stages = [s for s in (
+            (f.held_out for f in row.stages or []) if held else row.stages or [])
+            if s is not None]
         done = [s for s in stages if s.transfer.mean is not None]
         line = ax.errorbar([s.stage - 0.04 for s in done], [s.transfer.mean or 0.0 for s in done],
                            yerr=[s.transfer.std or 0.0 for s in done], color=colour,
@@ -46,11 +69,8 @@ def leaveout_stages(rows: Sequence[PointRow], metric: str, direction: str,
             line.lines[0].set_gid(BASELINE)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("stage (parts left out along the path)")
-    ax.set_ylabel(f"{metric} on the left-out part")
-    ax.set_title(f"{metric} per stage: transfer vs from scratch ({_better(direction)})")
     if chosen:
         _legend(ax)
-    return fig
 
 
 def cross_study(rows: Sequence[PointRow], metric: str, direction: str,

@@ -1,7 +1,8 @@
 """`candle summary`'s tables for issue 21's designs (rich): the leave-out tree's metric per
-stage against its from-scratch baseline, the held-out test set apart from the CV metric,
-and the within-study metric against each target study. Kept apart from render.py so an
-ordinary summary's code stays as it was."""
+stage against its from-scratch baseline (on the validation parts and, where the run holds
+a test set out, on that: the fair comparison), the held-out test set apart from the CV
+metric, and the within-study metric against each target study. Kept apart from render.py
+so an ordinary summary's code stays as it was."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from candle.reporting.cells import Cell
+from candle.reporting.leaveout import holdout_metric
 from candle.reporting.summary import PointRow, Summary
 
 Fmt = Callable[[Any], str]
@@ -38,32 +40,71 @@ def row_cell(row: PointRow) -> Cell:
     return Cell(row.mean, row.std, row.n, row.n + row.failed + row.pending)
 
 
+def held_metric(summary: Summary) -> str:
+    """The held-out test set's metric name (test_<m>)."""
+    return summary.holdout_metric or holdout_metric(summary.metric)
+
+
+def has_held_stages(rows: Sequence[PointRow]) -> bool:
+    """Whether a tree's stages carry the held-out test set's numbers."""
+    return any(s.held_out is not None for r in rows for s in r.stages or [])
+
+
+def caveat(held: bool) -> str:
+    """Why the per-stage validation numbers flatter transfer (a run with baselines)."""
+    fair = ("so the held-out table below is the fair comparison" if held else
+            "so only a held-out test set (cv.holdout) would compare them fairly")
+    return ("A child's validation part was in its parent's training rows (transfer has "
+            f"seen it, the baseline has not), {fair}.")
+
+
 def print_stages(console: Console, summary: Summary, names: list[str], fmt: Fmt,
                  arrow: str) -> None:
     rows = [r for r in summary.rows if r.stages]
     baseline = any(s.baseline is not None for r in rows for s in r.stages or [])
+    held = has_held_stages(rows)
     how = "mean ± std over the stage's nodes x replicas (done/planned)"
     if baseline:
         how += ("; transfer: from the parent's weights, baseline: the same nodes from "
-                "scratch")
-    table = Table(title=f"leave-out tree: {summary.metric} per stage ({arrow} is better)")
+                "scratch (the point's mean above pools transfer nodes only)")
+    console.print(_stage_table(
+        f"leave-out tree: {summary.metric} per stage ({arrow} is better)",
+        rows, names, fmt, baseline, held=False))
+    console.print(how, markup=False)
+    if baseline:
+        console.print(caveat(held), markup=False)
+    if held:
+        console.print(_stage_table(
+            f"leave-out tree: {held_metric(summary)} on the held-out test set per stage "
+            "(never trained on by any node)", rows, names, fmt, baseline, held=True))
+        console.print(f"{held_metric(summary)}: {arrow} is better; the columns as above",
+                      markup=False)
+
+
+def _stage_table(title: str, rows: Sequence[PointRow], names: list[str], fmt: Fmt,
+                 baseline: bool, held: bool) -> Table:
+    """The per-stage table of the sweep metric, or with ``held`` of the held-out one."""
+    table = Table(title=title)
     columns = ["point", *names, "stage", "transfer"]
     if baseline:
         columns += ["baseline", "transfer - baseline", "better"]
     for column in columns:
         table.add_column(column)
     for row in rows:
-        for index, stage in enumerate(row.stages or []):
+        for index, found in enumerate(row.stages or []):
+            stage = found.held_out if held else found
             head = ([str(row.point), *(fmt(row.params.get(n, "")) for n in names)]
                     if index == 0 else [""] * (1 + len(names)))
-            cells = [str(stage.stage), stage.transfer.text()]
+            if stage is None:  # not reported at this stage (cannot be: all or none)
+                table.add_row(*head, str(found.stage), "-", *(["-"] * 3 if baseline else []))
+                continue
+            cells = [str(found.stage), stage.transfer.text()]
             if baseline:
                 cells += ["-" if stage.baseline is None else stage.baseline.text(),
                           "-" if stage.diff is None else f"{stage.diff:+.4g}",
                           stage.better or "-"]
             table.add_row(*head, *cells)
-    console.print(table)
-    console.print(how, markup=False)
+    return table
 
 
 def print_holdout(console: Console, summary: Summary, names: list[str], fmt: Fmt) -> None:

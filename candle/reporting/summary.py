@@ -1,15 +1,20 @@
 """`candle summary`: one row per search point, metric mean ± std over folds and replicas;
 for a UQ run each point's ensemble numbers, for a CV run its metric per fold; for issue
 21's designs its leave-out stages and its held-out / cross-study test sets
-(candle.reporting.designs)."""
+(candle.reporting.designs).
+
+A leave-out tree's point row pools its transfer nodes only (the tree itself, each node
+from its parent's weights): its from-scratch baseline nodes are there to compare against,
+per stage (candle.reporting.leaveout), not to be averaged into the point's mean."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from candle.reporting.cells import base_metric
-from candle.reporting.cross_study import PointHeldOut
+from candle.reporting.cells import base_metric, finite_metric
+from candle.reporting.cross_study import PointHeldOut, held_out_sets
 from candle.reporting.cv import FoldTable, Results, Tally, fold_table, mean_std, tally
 from candle.reporting.designs import Found, find_designs
 from candle.reporting.leaveout import StageRow
@@ -33,7 +38,8 @@ class PointRow:
     uq: dict[str, Any] | None = None  # UQRow.to_dict(): the point's ensemble numbers
     folds: list[float | None] | None = None  # CV: the metric per fold (replicas averaged)
     repeats: int | None = None  # repeated CV: the draws each fold's value averages
-    stages: list[StageRow] | None = None  # a leave-out tree: the metric per stage
+    stages: list[StageRow] | None = None  # a leave-out tree: the metric per stage (mean,
+    # std, n, failed, pending: over its transfer nodes only, not the baselines)
     held_out: PointHeldOut | None = None  # test_<m> and test_<STUDY>_<m>
 
     def to_dict(self, metric: str) -> dict[str, Any]:
@@ -97,6 +103,9 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
     if results is None:  # opens only the results new since the cache's last refresh
         results = store.results()
     counted = tally(store, results, metric)
+    found = find_designs(store, results, metric, direction)
+    if found.stages:  # a leave-out tree (only then are the plan's Jobs built)
+        counted = _transfer_only(store, results, metric, counted, found)
     rows = []
     for point, point_params in counted.params.items():
         values = counted.values.get(point)
@@ -113,8 +122,32 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
         rows[0].best = True
     summary = Summary(metric, direction, rows)
     _add_uq_and_folds(store, summary, results, counted)
-    _add_designs(summary, find_designs(store, results, metric, direction))
+    _add_designs(summary, found)
     return summary
+
+
+def _transfer_only(store: RunStore, results: Results, metric: str, counted: Tally,
+                   found: Found) -> Tally:
+    """``counted`` over a leave-out tree's transfer nodes alone (stage 1 and every node
+    started from its parent), baselines left out; the held-out and cross-study test sets
+    in ``found`` likewise, so a point's test numbers stand on the same jobs as its mean."""
+    plan = store.plan()
+    jobs = [job for job in plan.jobs() if not job.baseline]
+    out = Tally(counted.params, defaultdict(list), defaultdict(int), defaultdict(int),
+                counted.per_fold, counted.assignments)
+    for job in jobs:
+        result = results.get(job.id)
+        if result is None:
+            out.pending[job.point] += 1
+        elif (value := finite_metric(result, metric)) is None:
+            out.failed[job.point] += 1
+        else:
+            out.values[job.point].append(value)
+    if found.held is not None:
+        held = held_out_sets([j.id for j in jobs], [j.point for j in jobs], results, metric,
+                             found.planned.test_studies)
+        found.held.points = {} if held is None else held.points
+    return out
 
 
 def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results,

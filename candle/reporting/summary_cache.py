@@ -21,7 +21,8 @@ from candle.reporting.summary import PointRow, Summary, summarise
 from candle.store.atomic import atomic_write_text
 from candle.store.run_store import RunStore
 
-VERSION = 2  # 2: issue 21's designs (stages, held-out and cross-study sets, repeats)
+VERSION = 3  # 2: issue 21's designs (stages, held-out and cross-study sets, repeats);
+# 3: a tree's stages carry the held-out test set, its point means pool no baselines
 NAME = "summary.json"
 
 

@@ -45,7 +45,9 @@ def summarise_uq(store: RunStore,
     ``results``: the jobs' results when already read."""
     store.require()
     method = store.manifest().uq_method
-    groups: dict[int, dict[int | None, list[Predictions]]] = defaultdict(
+    # A point's replicas of one test set combine: the same fold of the same repeat, or the
+    # same node of a leave-out tree (its baselines, trained from scratch, are left out).
+    groups: dict[int, dict[tuple[int, int, str], list[Predictions]]] = defaultdict(
         lambda: defaultdict(list))
     params: dict[int, dict[str, Any]] = {}
     jobs: dict[int, int] = defaultdict(int)
@@ -53,16 +55,19 @@ def summarise_uq(store: RunStore,
         result = results.get(job.id) if results is not None else store.result(job.id)
         if result is None or result.get("status") != JobState.DONE:
             continue
+        if job.baseline:
+            continue
         saved = load_predictions(store.job_dir(job.id))
         if saved is None:
             continue
-        groups[job.point][job.fold].append(saved)
+        groups[job.point][(job.repeat, -1 if job.fold is None else job.fold,
+                           job.node or "")].append(saved)
         params.setdefault(job.point, job.point_params)
         jobs[job.point] += 1
     rows = []
     for point in sorted(groups):
         parts: list[Combined] = [combine(members) for _, members in
-                                 sorted(groups[point].items(), key=lambda kv: kv[0] or 0)]
+                                 sorted(groups[point].items())]
         pooled = concat(parts)
         metrics, curve = uq_metrics(pooled)
         rows.append(UQRow(point, params[point], pooled.kind, method, pooled.members,

@@ -83,7 +83,17 @@ def tree_value(job: Job) -> float:
     return TREE[job.point_params["a"]][job.stage][kind][index]
 
 
-def make_tree(tmp_path: Path) -> RunStore:
+# the held-out test set's test_loss: val_loss plus this per (stage, kind). At stage 2 the
+# children's validation parts were in their parents' training rows, so transfer's val_loss
+# flatters it; on the held-out set (never trained on) a=1's baseline wins instead.
+HELD_SHIFT = {(1, "transfer"): 0.1, (2, "transfer"): 0.8, (2, "baseline"): -0.2}
+
+
+def held_value(job: Job) -> float:
+    return tree_value(job) + HELD_SHIFT[job.stage, "baseline" if job.baseline else "transfer"]
+
+
+def make_tree(tmp_path: Path, holdout: bool = False) -> RunStore:
     sweep = load_sweep(write(tmp_path / "t.yaml", PLAIN.format(name="tree", metric="val_loss",
                                                                cv="") + TREE_TEXT))
     store = RunStore(sweep.run_dir)
@@ -93,7 +103,10 @@ def make_tree(tmp_path: Path) -> RunStore:
     for job in jobs:
         if (str(job.point_params["a"]), job.node, job.baseline, job.replica) == PENDING:
             continue
-        store.write_result(job.id, {"status": "done", "metrics": {"val_loss": tree_value(job)},
+        metrics = {"val_loss": tree_value(job)}
+        if holdout:
+            metrics["test_loss"] = held_value(job)
+        store.write_result(job.id, {"status": "done", "metrics": metrics,
                                     "node": job.node, "init_from": job.parent})
     return store
 
@@ -130,6 +143,92 @@ def test_tree_per_stage_transfer_and_baseline(tmp_path: Path) -> None:
     assert two[2].diff == pytest.approx(statistics.mean(t2) - statistics.mean(b2))
     assert two[2].diff > 0 and two[2].better == "baseline"
     assert two[1].transfer.mean == pytest.approx(2.3)
+    assert all(s.held_out is None for s in (*one.values(), *two.values()))  # no test_loss
+
+
+def test_tree_point_mean_pools_transfer_nodes_only(tmp_path: Path) -> None:
+    """The main table's mean is the tree's own (stage 1 and every node started from its
+    parent): the from-scratch baselines are for the per-stage comparison only."""
+    summary = summarise(make_tree(tmp_path))
+    for a in (1, 2):
+        row = next(r for r in summary.rows if r.params["a"] == a)
+        transfer = TREE[a][1]["transfer"] + TREE[a][2]["transfer"]
+        assert row.mean == pytest.approx(statistics.mean(transfer))
+        assert row.std == pytest.approx(statistics.stdev(transfer))
+        # the one pending job is a baseline: not counted here
+        assert (row.n, row.failed, row.pending) == (12, 0, 0)
+    assert [r.params["a"] for r in summary.rows] == [1, 2] and summary.rows[0].best
+
+
+def test_tree_held_out_per_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 cli: Cli) -> None:
+    store = make_tree(tmp_path, holdout=True)
+    summary = summarise(store)
+    assert summary.holdout_metric == "test_loss"
+    one, two = stages_of(summary, 1), stages_of(summary, 2)
+    first = one[1].held_out
+    assert first is not None and first.stage == 1 and first.baseline is None
+    assert first.transfer.mean == pytest.approx(statistics.mean(TREE[1][1]["transfer"]) + 0.1)
+    assert (first.transfer.done, first.transfer.total) == (4, 4)
+    held = one[2].held_out
+    assert held is not None and held.baseline is not None
+    transfer = [v + 0.8 for v in TREE[1][2]["transfer"]]
+    kept = [v - 0.2 for v in TREE[1][2]["baseline"][:7]]  # one baseline still pending
+    assert held.transfer.mean == pytest.approx(statistics.mean(transfer))
+    assert held.transfer.std == pytest.approx(statistics.stdev(transfer))
+    assert held.baseline.mean == pytest.approx(statistics.mean(kept))
+    assert (held.baseline.done, held.baseline.total) == (7, 8)
+    assert held.diff == pytest.approx(statistics.mean(transfer) - statistics.mean(kept))
+    # validation says transfer, the held-out test set says baseline
+    assert one[2].better == "transfer" and held.better == "baseline"
+    assert two[2].held_out is not None and two[2].held_out.better == "baseline"
+    assert two[2].held_out.diff == pytest.approx(
+        statistics.mean(TREE[2][2]["transfer"]) + 0.8
+        - statistics.mean(TREE[2][2]["baseline"]) + 0.2)
+    # the point's held-out cell pools its transfer nodes only, as its mean does
+    row = next(r for r in summary.rows if r.params["a"] == 1)
+    assert row.held_out is not None and row.held_out.holdout is not None
+    pooled = [v + 0.1 for v in TREE[1][1]["transfer"]] + transfer
+    assert row.held_out.holdout.mean == pytest.approx(statistics.mean(pooled))
+    assert (row.held_out.holdout.done, row.held_out.holdout.total) == (12, 12)
+
+    result = cli("summary", str(store.root), "--format", "json")
+    rows = {r["params"]["a"]: r for r in json.loads(result.out)}
+    stage2 = rows[1]["stages"][1]
+    assert stage2["better"] == "transfer" and stage2["held_out"]["better"] == "baseline"
+    assert stage2["held_out"]["baseline"] == {
+        "mean": pytest.approx(statistics.mean(kept)),
+        "std": pytest.approx(statistics.stdev(kept)), "done": 7, "total": 8}
+    assert "stage" not in stage2["held_out"]
+    with monkeypatch.context() as patch:  # the kept summary holds them too
+        patch.setattr(summary_cache, "summarise", _refuse)
+        kept_summary = summarise_cached(RunStore(store.root))
+    assert [r.to_dict("val_loss") for r in kept_summary.rows] == list(json.loads(result.out))
+    assert stages_of(kept_summary, 1)[2].held_out == held
+
+    monkeypatch.setenv("COLUMNS", "200")
+    table = " ".join(cli("summary", str(store.root)).out.split())  # a title may wrap
+    assert ("leave-out tree: test_loss on the held-out test set per stage (never trained "
+            "on by any node)") in table
+    assert "validation part was in its parent's training rows" in table
+    assert "held-out table below is the fair comparison" in table
+    assert f"{statistics.mean(kept):.4g}" in table and f"{held.diff:+.4g}" in table
+
+    page.write_report(store, tmp_path / "out")
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert "on the held-out test set, never trained on by any node" in html
+    assert f"#{held.diff:+.4g}"[1:] in html and "the right one is the fair comparison" in html
+    fig = plots_designs.leaveout_stages(summary.rows, "val_loss", "minimize",
+                                        held_metric="test_loss")
+    assert len(fig.axes) == 2
+    right = fig.axes[1]
+    transfer_lines = [line for line in right.lines if line.get_gid() == plots_designs.TRANSFER]
+    baseline_lines = [line for line in right.lines if line.get_gid() == plots_designs.BASELINE]
+    assert len(transfer_lines) == len(baseline_lines) == 2
+    ys = [float(y) for y in transfer_lines[0].get_ydata()]  # type: ignore[union-attr,arg-type]
+    assert ys == pytest.approx([first.transfer.mean, held.transfer.mean])
+    ys = [float(y) for y in baseline_lines[0].get_ydata()]  # type: ignore[union-attr,arg-type]
+    assert ys == pytest.approx([statistics.mean(kept)])
 
 
 def test_tree_summary_json_console_and_cache(
@@ -153,6 +252,9 @@ def test_tree_summary_json_console_and_cache(
     assert "leave-out tree: val_loss per stage" in table
     assert "transfer - baseline" in table and "baseline" in table
     assert f"{statistics.mean(TREE[1][2]['transfer']):.4g}" in table
+    assert "held_out" not in stage2 and "held-out test set per stage" not in table
+    assert ("only a held-out test set (cv.holdout) would compare them fairly"
+            in " ".join(table.split()))
 
 
 def test_tree_report_draws_stages(tmp_path: Path) -> None:
@@ -174,6 +276,8 @@ def test_tree_report_draws_stages(tmp_path: Path) -> None:
     assert ys == pytest.approx([statistics.mean(TREE[1][s]["transfer"]) for s in (1, 2)])
     xs = [float(x) for x in baseline[0].get_xdata()]  # type: ignore[union-attr,arg-type]
     assert xs == pytest.approx([2.04])
+    assert len(fig.axes) == 1  # no held-out test set: no second panel
+    assert "on the held-out test set" not in html
 
 
 # -- cross-study and held-out test sets --------------------------------------------------
