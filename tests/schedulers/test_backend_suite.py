@@ -346,15 +346,17 @@ def test_a_leave_out_tree_in_array_mode_is_one_array_per_stage_chained_afterok(
     """Issue 21: a depth-2 tree of 2 children in array mode is two arrays, the second
     submitted with afterok on the first (Slurm --dependency, PBS -W depend): it starts
     only once every stage-1 node has succeeded, and each child gets its parent's folder."""
-    store = run_array_tree(cluster, tmp_path)
+    store = run_cluster_tree(cluster, tmp_path)
     first, second = cluster.records(store.root)
     assert first["count"] == 2 and not first["after"]
     assert second["count"] == 4 and second["after"] == first["job_id"] and second["after_ok"]
 
 
-def run_array_tree(cluster: Cluster, tmp_path: Path, **params: Any) -> RunStore:
-    """A depth-2, 2-children tree of the tree test's model in array mode, `candle run
-    --wait` to its end: every node done, each child after its parent, from its folder."""
+def run_cluster_tree(cluster: Cluster, tmp_path: Path, mode: str = "array",
+                   **params: Any) -> RunStore:
+    """A depth-2, 2-children tree of the tree test's model (array mode unless told),
+    `candle run --wait` to its end: every node done, each child after its parent, from its
+    folder."""
     from tests.supervisor.test_tree import MODEL as TREE_MODEL
     from tests.supervisor.test_tree import ledger
 
@@ -363,7 +365,7 @@ def run_array_tree(cluster: Cluster, tmp_path: Path, **params: Any) -> RunStore:
                       params={"ledger": str(tmp_path / "ledger.jsonl"), "gate": "",
                               "epochs": 2, **params},
                       stages={"depth": 2, "children": 2, "split": "cell"},
-                      resources={"mode": "array"})
+                      resources={"mode": mode})
     proc = run_candle("run", str(path), "--wait", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     store = RunStore(tmp_path / "runs" / "tree")
@@ -382,8 +384,16 @@ def test_a_failed_stage_cancels_the_next_and_the_next_wave_resumes_the_tree(
     by the scheduler (Slurm --kill-on-invalid-dep, PBS deletes it) rather than left pending;
     --wait's next wave runs node 1 again and then every child, each after its parent."""
     (tmp_path / "fails").mkdir()
-    store = run_array_tree(cluster, tmp_path, fail_once=str(tmp_path / "fails"))
+    store = run_cluster_tree(cluster, tmp_path, fail_once=str(tmp_path / "fails"))
     records = cluster.records(store.root)
     assert [r["count"] for r in records] == [2, 4, 3, 2]  # wave 2: node 1, then its children
     assert records[1]["after_ok"] and records[3]["after"] == records[2]["job_id"]
     assert not records[2]["after"]  # node 1 again, with node 2's children (parent done)
+
+
+def test_a_leave_out_tree_in_a_pack_allocation_runs_parents_first(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Pack mode: one allocation, whose supervisor orders the tree (candle.supervisor.tree)."""
+    store = run_cluster_tree(cluster, tmp_path, mode="pack")
+    (record,) = cluster.records(store.root)
+    assert record["kind"] == "pack" and not record["after"]
