@@ -164,7 +164,8 @@ def planned_total(sweep: Sweep, planned: int) -> int:
     return sweep.search.trials if sweep.search.method == "optuna" else planned
 
 
-def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
+def job_source(store: RunStore, on_trial: Any = None,
+               on_notice: Notice | None = None) -> JobSource:
     """The run's jobs: its fixed plan, or (adaptive search) its Optuna study, which the
     caller — holding the run's lock — is then the only writer of."""
     manifest = store.manifest()
@@ -177,10 +178,12 @@ def job_source(store: RunStore, on_trial: Any = None) -> JobSource:
     if config is None or manifest.template is None:
         jobs = list(store.jobs())
         if any(job.parent is not None for job in jobs):  # a leave-out tree: parents first
-            from candle.supervisor.tree import TreeSource
+            from candle.supervisor.tree import TreeSource, blocked_notice
 
             states = store.states()
-            return TreeSource(jobs, lambda job_id: states.get(job_id) is JobState.DONE)
+            say = on_notice or (lambda message: None)
+            return TreeSource(jobs, lambda job_id: states.get(job_id) is JobState.DONE,
+                              lambda parent, blocked: say(blocked_notice(parent, blocked)))
         return PlanSource(jobs)
     from candle.adaptive.source import OptunaSource
     from candle.adaptive.study import open_study
@@ -214,7 +217,7 @@ def run_sweep(sweep: Sweep, on_event: Event | None = None,
         from candle.supervisor.seed import apply_seed
 
         apply_seed(store, sweep, on_notice)  # search.seed_from: before any job runs
-        source = job_source(store, on_trial)
+        source = job_source(store, on_trial, on_notice)
         if on_planned is not None:
             on_planned(planned_total(sweep, total))
         concurrent = concurrent_jobs(resources, pool)

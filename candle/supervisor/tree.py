@@ -21,10 +21,10 @@ class TreeSource:
     """A JobSource over a plan with parent links."""
 
     def __init__(self, jobs: Iterable[Job], done: Callable[[str], bool],
-                 on_blocked: Callable[[Job, Job], None] | None = None) -> None:
+                 on_blocked: Callable[[Job, list[Job]], None] | None = None) -> None:
         self._ready: deque[Job] = deque()
         self._waiting: dict[str, list[Job]] = defaultdict(list)
-        self._on_blocked = on_blocked or (lambda job, parent: None)
+        self._on_blocked = on_blocked or (lambda parent, blocked: None)
         self.blocked: list[Job] = []
         for job in jobs:
             if job.parent is None or done(job.parent):
@@ -47,12 +47,20 @@ class TreeSource:
         if state is JobState.DONE:
             self._ready.extend(children)
             return
-        stack = list(children)
+        stack, blocked = list(children), []
         while stack:  # the whole subtree waits for the next `candle run`
             child = stack.pop()
-            self.blocked.append(child)
-            self._on_blocked(child, job)
+            blocked.append(child)
             stack.extend(self._waiting.pop(child.id, []))
+        if blocked:
+            self.blocked.extend(blocked)
+            self._on_blocked(job, blocked)
 
     def poll(self, running: list[Job]) -> None:
         pass
+
+
+def blocked_notice(parent: Job, blocked: list[Job]) -> str:
+    """What a failed parent leaves undone, in one line."""
+    return (f"job {parent.id} (tree node {parent.node}) did not finish: its {len(blocked)} "
+            f"descendant node(s) are not run; `candle run` again retries it, then runs them")

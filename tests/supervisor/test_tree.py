@@ -59,17 +59,18 @@ def objective(params):
 
 
 def tree_sweep(tmp_path: Path, *, baseline: bool = False, gate: str = "",
-               schedule: str = "linear", replicas: int = 1) -> Path:
+               schedule: str = "linear", replicas: int = 1, fail_once: str = "") -> Path:
     write(tmp_path / "treemodel.py", MODEL)
     doc: dict[str, Any] = {
         "name": "tree", "benchmark": "treemodel:objective",
-        "params": {"ledger": str(tmp_path / "ledger.jsonl"), "gate": gate, "epochs": 4},
+        "params": {"ledger": str(tmp_path / "ledger.jsonl"), "gate": gate, "epochs": 4,
+                   "fail_once": fail_once},
         "search": {"method": "list", "points": [{"x": 0.0}], "metric": "val_loss"},
         "cv": {"seed": 3, "holdout": 0.2},
         "stages": {"depth": 2, "children": 2, "split": "cell_drug", "epochs": schedule,
                    "baseline": baseline},
         "resources": {"scheduler": "local", "max_concurrent": 2},
-        "store": "runs",
+        "store": "runs", "retries": 0,
     }
     if replicas > 1:
         doc["uq"] = {"replicas": replicas}
@@ -189,3 +190,22 @@ def test_a_sigkilled_tree_continues_where_it_was(tmp_path: Path) -> None:
         if job.parent is not None:
             started = next(row["started"] for row in rows if row["job"] == job.id)
             assert started >= ends[job.parent]
+
+
+@pytest.mark.slow
+def test_a_failed_parent_leaves_its_subtree_for_the_next_run(tmp_path: Path) -> None:
+    """Node 1 fails (no retries): its children are not run, and the run says so in one
+    line; node 2's subtree still runs. `candle run` again runs node 1, then its children."""
+    (tmp_path / "fails").mkdir()
+    path = tree_sweep(tmp_path, fail_once=str(tmp_path / "fails"))
+    first = subprocess.run(candle_cmd("run", str(path)), cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "(tree node 1) did not finish: its 2 descendant node(s) are not run" in first.stderr
+    assert sorted(row["node"] for row in ledger(tmp_path)) == ["2", "2.1", "2.2"]
+    again = subprocess.run(candle_cmd("run", str(path)), cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 done, 0 failed, 3 already done" in again.stdout, again.stdout
+    assert sorted(row["node"] for row in ledger(tmp_path)) == ["1", "1.1", "1.2", "2", "2.1",
+                                                               "2.2"]

@@ -60,7 +60,7 @@ def supervise(run_dir: Path) -> Outcome:
         prune_expired(store.root)  # leases of supervisors that died hard
         here = allocation_of(store)
         supervisor = _supervisor(store, here, array_task=False)
-        outcome = supervisor.run(job_source(store))
+        outcome = supervisor.run(job_source(store, on_notice=_say))
         this_job = here.this_job()
         if outcome.fatal:  # every job would repeat it: no continuation
             _say(f"stopped: {outcome.fatal}; fix search.metric (or the model) and run again")
