@@ -393,9 +393,9 @@ def read_dose_response(path: Path) -> DoseResponseRows:
     NSC, CELLNAME, LOG_CONCENTRATION and GROWTH, optionally SOURCE (the study, as Uno's
     cross-study files have it); other columns are ignored.
 
-    Rows with a missing concentration, growth, id or (where the column exists) study are
-    dropped and counted, as upstream's pandas pipeline would carry NaN into the loss
-    otherwise.
+    Rows with a missing concentration, growth or id are dropped and counted, as upstream's
+    pandas pipeline would carry NaN into the loss otherwise; a row without a study is kept
+    (its study is "").
     """
     header = read_header(path, ",")
     missing = [c for c in DOSE_RESPONSE_COLUMNS if c not in header]
@@ -416,9 +416,9 @@ def read_dose_response(path: Path) -> DoseResponseRows:
 
     drugs, cells = text("NSC"), text("CELLNAME")
     studies = text(STUDY_COLUMN) if has_study else None
+    # A row with no study is kept (a job without a study design reads the rows it always
+    # did); cross-study designs leave it out (p1b3.data._select_studies).
     keep = ~(np.isnan(conc) | np.isnan(growth) | (drugs == "") | (cells == ""))
-    if studies is not None:
-        keep &= studies != ""
     return DoseResponseRows(drugs=drugs[keep], cells=cells[keep], log_conc=conc[keep],
                             growth=growth[keep], dropped_missing=int((~keep).sum()),
                             studies=None if studies is None else studies[keep])

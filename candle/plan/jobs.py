@@ -289,7 +289,9 @@ class JobTemplate:
         stages = StagesSpec(**self.stages)
         base = {**self.params, **point}
         epochs = base.get("epochs", self.default_epochs)
-        settings = _canonical(self.settings)
+        # The point's own params (before the schedule) are in every node's id: two points
+        # whose epochs round to the same stage epochs must not plan one baseline twice.
+        settings = _canonical({**self.settings, "tree_point": base})
         benchmark = _canonical(self.benchmark)
         ids: dict[tuple[str, int], str] = {}
         jobs = []

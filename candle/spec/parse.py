@@ -53,6 +53,7 @@ CV_KEYS = ("folds", "seed", "stratify", "groups", "holdout", "repeats", "train_s
            "test_studies")
 STAGES_KEYS = ("depth", "children", "split", "epochs", "baseline")
 MAX_HOLDOUT = 0.9  # a test set larger than this leaves too little to train on
+MAX_DEPTH = 20  # 2 children: 2^21 - 2 nodes, already more than one sweep plans
 UQ_KEYS = ("method", "replicas", "samples", "noise_levels", "noise", "loss")
 DEFAULT_MC_SAMPLES = 20
 DATA_PARAM = "data"  # the built-ins' dataset: "synthetic" or a directory
@@ -117,6 +118,7 @@ def load_sweep(path: str | Path) -> Sweep:
     cv = _cv(ctx, top.get("cv"), tree=top.get("stages") is not None)
     stages = _stages(ctx, top.get("stages"), cv, search)
     _check_designs(ctx, definition, benchmark, cv, stages)
+    _check_synthetic_studies(ctx, definition, params, cv, stages)
     if stages is not None and definition is not None and "restore_best_weights" not in params \
             and definition.param("restore_best_weights") is not None:
         params["restore_best_weights"] = True  # a child starts from its parent's best weights
@@ -368,6 +370,11 @@ def _search(ctx: Ctx, raw: Any, definition: Benchmark | None) -> SearchSpec:
                 str(k): _check_param(ctx, definition, str(k), v, ("search", "points", i, str(k)))
                 for k, v in point.items()
             })
+            same = next((j for j, earlier in enumerate(checked[:-1])
+                         if earlier == checked[-1]), None)
+            if same is not None:  # the same job ids twice: two runs in one job folder
+                raise ctx.fail(("search", "points", i),
+                               f"the same point as points[{same}]; list each point once")
         points = tuple(checked)
     else:
         if "space" not in s:
@@ -721,7 +728,7 @@ def _stages(ctx: Ctx, raw: Any, cv: CVSpec | None, search: SearchSpec) -> Stages
     if search.adaptive:
         raise ctx.fail(("stages",), f"a leave-out tree is planned up front; search method "
                                     f"{search.method} makes its jobs as results come")
-    depth = ctx.integer(s.get("depth", 1), ("stages", "depth"), 1)
+    depth = ctx.integer(s.get("depth", 1), ("stages", "depth"), 1, MAX_DEPTH)
     children = ctx.integer(s.get("children", 2), ("stages", "children"), 2)
     split = ctx.string(s.get("split", "cell"), ("stages", "split"), GROUP_KINDS)
     epochs = ctx.string(s.get("epochs", "flat"), ("stages", "epochs"), EPOCH_SCHEDULES)
@@ -758,6 +765,31 @@ def _check_designs(ctx: Ctx, definition: Benchmark | None, benchmark: str, cv: C
             raise ctx.fail(path if design == "groups" else (*path, "split"),
                            f"{benchmark} cannot group samples by {kind}; it groups by "
                            f"{', '.join(definition.groups) or 'nothing'}")
+
+
+def _check_synthetic_studies(ctx: Ctx, definition: Benchmark | None, params: dict[str, Any],
+                             cv: CVSpec | None, stages: StagesSpec | None) -> None:
+    """Synthetic data has the studies its ``studies`` param names (P1B3): a study design
+    that names another, or groups by study without any, would fail every job alike."""
+    if definition is None or definition.param("studies") is None:
+        return
+    defaults = definition.defaults()
+    if params.get(DATA_PARAM, defaults.get(DATA_PARAM)) != "synthetic":
+        return  # a data directory's SOURCE column is read by the jobs
+    studies = params.get("studies", defaults.get("studies")) or []
+    if cv is not None:
+        for key in ("train_studies", "test_studies"):
+            for i, name in enumerate(getattr(cv, key)):
+                if name not in studies:
+                    named = ", ".join(studies) or "none: set params.studies"
+                    raise ctx.fail(("cv", key, i), f"{name!r} is not one of the synthetic "
+                                                   f"data's studies ({named})")
+    kinds = [(("cv", "groups"), cv.groups if cv else None),
+             (("stages", "split"), stages.split if stages else None)]
+    for path, kind in kinds:
+        if kind == "study" and len(studies) < 2:
+            raise ctx.fail(path, "grouping by study needs the synthetic data's studies "
+                                 "(params.studies, at least 2)")
 
 
 def _designs_of(design: str) -> list[str]:

@@ -146,23 +146,29 @@ def test_source_column_names_each_rows_study(tmp_path: Path) -> None:
         "SOURCE,NSC,CELLNAME,CONCUNIT,LOG_CONCENTRATION,EXPID,GROWTH\n"
         "CCLE,700000,SY:C000,M,-4.5,e1,12.5\n"
         "GDSC,700001,SY:C001,M,-4.25,e2,-3\n"
-        ",700001,SY:C002,M,-4.25,e3,40\n"  # no study: dropped and counted
+        ",700001,SY:C002,M,-4.25,e3,40\n"  # no study: kept (study ""), out of cross-study
         "gCSI,700002,SY:C003,M,-4.0,e4,77\n"
         "CCLE,700002,SY:C000,M,-4.0,e5,50\n")
     rows = read_dose_response(path)
-    assert rows.studies is not None and rows.studies.tolist() == ["CCLE", "GDSC", "gCSI",
+    assert rows.studies is not None and rows.studies.tolist() == ["CCLE", "GDSC", "", "gCSI",
                                                                   "CCLE"]
-    assert rows.dropped_missing == 1 and rows.growth.tolist() == [12.5, -3.0, 77.0, 50.0]
+    assert rows.dropped_missing == 0 and rows.growth.tolist() == [12.5, -3.0, 40.0, 77.0, 50.0]
+    # without a study design a job reads every row, as before the SOURCE column was read
     dose = p1b3_data.load(_small(data=str(tmp_path), subsample="none", val_split=0.5),
                           None, None, 0)
-    assert dose.study_names == ["CCLE", "GDSC", "gCSI"]
+    assert len(dose.y) == 5 and dose.study_names == ["", "CCLE", "GDSC", "gCSI"]
     assert dose.study_idx is not None
-    assert [dose.study_names[i] for i in dose.study_idx] == ["CCLE", "GDSC", "gCSI", "CCLE"]
+    assert [dose.study_names[i] for i in dose.study_idx] == ["CCLE", "GDSC", "", "gCSI", "CCLE"]
     crossed = p1b3_data.load(_small(data=str(tmp_path), subsample="none", val_split=0.5),
                              None, None, 0,
                              _design(train_studies=["CCLE"], test_studies=["gCSI"]))
     assert len(crossed.y) == 3 and crossed.test_idx["gCSI"].tolist() == [
         i for i in range(3) if crossed.study_names[crossed.study_idx[i]] == "gCSI"]  # type: ignore[index]
+    # every study not tested trains by default: the rows without a study do not
+    rest = p1b3_data.load(_small(data=str(tmp_path), subsample="none", val_split=0.5),
+                          None, None, 0, _design(test_studies=["gCSI"]))
+    assert sorted(rest.study_names[i] for i in rest.study_idx) == [  # type: ignore[union-attr]
+        "CCLE", "CCLE", "GDSC", "gCSI"]
 
 
 def test_a_file_without_source_has_no_studies(tmp_path: Path) -> None:

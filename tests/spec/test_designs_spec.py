@@ -37,12 +37,19 @@ BAD = [
      "expected one of flat, linear, log, sqrt"),
     ("name: x\nbenchmark: p1b3\nstages:\n  children: 1\n", 4, "stages.children",
      "must be >= 2"),
+    ("name: x\nbenchmark: p1b3\nparams: {studies: [CCLE, GDSC]}\ncv:\n"
+     "  train_studies: [CCLE]\n  test_studies: [GDSC, CTRP]\n", 6, "cv.test_studies[1]",
+     "'CTRP' is not one of the synthetic data's studies (CCLE, GDSC)"),
+    ("name: x\nbenchmark: p1b3\ncv:\n  folds: 2\n  groups: study\n", 5, "cv.groups",
+     "grouping by study needs the synthetic data's studies"),
     ("name: x\nbenchmark: nt3\nstages: {depth: 2}\n", 3, "stages",
      "nt3 does not support stages (p1b3 does)"),
     ("name: x\nbenchmark: p1b3\nsearch:\n  method: optuna\n  space: {dropout: [0.1, 0.2]}\n"
      "stages: {depth: 2}\n", 6, "stages", "search method optuna makes its jobs as results"),
-    ("name: x\nbenchmark: p1b3\nstages: {depth: 30, children: 3}\n", 3, "stages.depth",
+    ("name: x\nbenchmark: p1b3\nstages: {depth: 14, children: 3}\n", 3, "stages.depth",
      "more than one sweep plans"),
+    ("name: x\nbenchmark: p1b3\nstages: {depth: 200000}\n", 3, "stages.depth",
+     "must be <= 20"),
 ]
 
 
@@ -85,7 +92,8 @@ def test_designs_are_in_the_ids_only_where_set(tmp_path: Path) -> None:
 
 
 def test_cross_study_needs_no_folds(tmp_path: Path) -> None:
-    sweep = load_sweep(write(tmp_path / "a.yaml", "name: a\nbenchmark: p1b3\ncv:\n"
+    sweep = load_sweep(write(tmp_path / "a.yaml", "name: a\nbenchmark: p1b3\n"
+                             "params: {studies: [CCLE, GDSC, CTRP]}\ncv:\n"
                              "  train_studies: [CCLE]\n  test_studies: [GDSC, CTRP]\n"))
     jobs = list(iter_jobs(sweep))
     assert len(jobs) == 1 and jobs[0].fold is None
@@ -116,3 +124,24 @@ def test_training_restore_best_sets_the_param(tmp_path: Path) -> None:
                              "  early_stopping: {patience: 3, restore_best: true}\n"))
     assert sweep.params["restore_best_weights"] is True
     assert sweep.params["early_stopping_patience"] == 3
+
+
+def test_tree_ids_are_unique_across_points_whose_stage_epochs_coincide(
+        tmp_path: Path) -> None:
+    """epochs 7 and 8 both give stage 2 four epochs (linear): the baselines must still be
+    two jobs each, not one job planned twice (two runs in one job folder)."""
+    sweep = load_sweep(write(tmp_path / "a.yaml", "name: a\nbenchmark: p1b3\nsearch:\n"
+                             "  method: grid\n  space: {epochs: [7, 8]}\n"
+                             "stages: {depth: 2, children: 2, epochs: linear, "
+                             "baseline: true}\n"))
+    jobs = list(iter_jobs(sweep))
+    assert len(jobs) == 2 * (2 + 4 + 4) and len({j.id for j in jobs}) == len(jobs)
+
+
+def test_a_list_point_given_twice_is_refused(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sweep = write(tmp_path / "a.yaml", "name: a\nbenchmark: nt3\nsearch:\n  method: list\n"
+                  "  points:\n    - {dropout: 0.1}\n    - {dropout: 0.2}\n    - {dropout: 0.1}\n")
+    result = cli("validate", str(sweep))
+    assert result.code == 2
+    assert result.err.strip() == (f"{sweep}:8: search.points[2]: the same point as points[0]; "
+                                  "list each point once")

@@ -481,7 +481,7 @@ def _select_studies(data: DoseData, train: Sequence[str], test: Sequence[str]) -
     both = sorted(set(train) & set(test))
     if both:
         raise ValueError(f"study {both[0]!r} is in both train_studies and test_studies")
-    trained = list(train) or [s for s in data.study_names if s not in test]
+    trained = list(train) or [s for s in data.study_names if s not in test and s]
     if not trained:
         raise ValueError("no study left to train on: every study is a test study")
     wanted = [data.study_names.index(s) for s in (*trained, *test)]
