@@ -70,7 +70,9 @@ class Tally:
     assignments: set[str]  # the fold-assignment files the done jobs name
 
 
-def tally(store: RunStore, results: Results, metric: str) -> Tally:
+def tally(store: RunStore, results: Results, metric: str,
+          skip: frozenset[str] = frozenset()) -> Tally:
+    """``skip``: job ids left out (a leave-out tree's from-scratch baselines)."""
     out = Tally({}, defaultdict(list), defaultdict(int), defaultdict(int),
                 defaultdict(lambda: defaultdict(list)), set())
     done = JobState.DONE.value
@@ -80,6 +82,8 @@ def tally(store: RunStore, results: Results, metric: str) -> Tally:
                                                       strict=True)):
         if point not in params:
             params[point] = plan.point_params(index)
+        if job_id in skip:
+            continue
         result = results.get(job_id)
         if result is None:
             pending[point] += 1

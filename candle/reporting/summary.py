@@ -9,11 +9,10 @@ per stage (candle.reporting.leaveout), not to be averaged into the point's mean.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from candle.reporting.cells import base_metric, finite_metric
+from candle.reporting.cells import base_metric
 from candle.reporting.cross_study import PointHeldOut, held_out_sets
 from candle.reporting.cv import FoldTable, Results, Tally, fold_table, mean_std, tally
 from candle.reporting.designs import Found, find_designs
@@ -102,10 +101,11 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
     metric, direction = manifest.metric, manifest.direction
     if results is None:  # opens only the results new since the cache's last refresh
         results = store.results()
-    counted = tally(store, results, metric)
     found = find_designs(store, results, metric, direction)
+    baselines: frozenset[str] = frozenset()
     if found.stages:  # a leave-out tree (only then are the plan's Jobs built)
-        counted = _transfer_only(store, results, metric, counted, found)
+        baselines = _baselines(store, results, metric, found)
+    counted = tally(store, results, metric, baselines)
     rows = []
     for point, point_params in counted.params.items():
         values = counted.values.get(point)
@@ -126,28 +126,18 @@ def summarise(store: RunStore, results: Results | None = None) -> Summary:
     return summary
 
 
-def _transfer_only(store: RunStore, results: Results, metric: str, counted: Tally,
-                   found: Found) -> Tally:
-    """``counted`` over a leave-out tree's transfer nodes alone (stage 1 and every node
-    started from its parent), baselines left out; the held-out and cross-study test sets
-    in ``found`` likewise, so a point's test numbers stand on the same jobs as its mean."""
-    plan = store.plan()
-    jobs = [job for job in plan.jobs() if not job.baseline]
-    out = Tally(counted.params, defaultdict(list), defaultdict(int), defaultdict(int),
-                counted.per_fold, counted.assignments)
-    for job in jobs:
-        result = results.get(job.id)
-        if result is None:
-            out.pending[job.point] += 1
-        elif (value := finite_metric(result, metric)) is None:
-            out.failed[job.point] += 1
-        else:
-            out.values[job.point].append(value)
+def _baselines(store: RunStore, results: Results, metric: str, found: Found
+                   ) -> frozenset[str]:
+    """A leave-out tree's baseline jobs, for the point's numbers to leave out (stage 1 and
+    every node started from its parent count); the held-out and cross-study test sets in
+    ``found`` are recounted likewise, so a point's test numbers stand on the same jobs."""
+    jobs = store.plan().jobs()
     if found.held is not None:
-        held = held_out_sets([j.id for j in jobs], [j.point for j in jobs], results, metric,
+        kept = [job for job in jobs if not job.baseline]
+        held = held_out_sets([j.id for j in kept], [j.point for j in kept], results, metric,
                              found.planned.test_studies)
         found.held.points = {} if held is None else held.points
-    return out
+    return frozenset(job.id for job in jobs if job.baseline)
 
 
 def _add_uq_and_folds(store: RunStore, summary: Summary, results: Results,

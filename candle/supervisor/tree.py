@@ -25,7 +25,6 @@ class TreeSource:
         self._ready: deque[Job] = deque()
         self._waiting: dict[str, list[Job]] = defaultdict(list)
         self._on_blocked = on_blocked or (lambda parent, blocked: None)
-        self.blocked: list[Job] = []
         for job in jobs:
             if job.parent is None or done(job.parent):
                 self._ready.append(job)
@@ -53,7 +52,6 @@ class TreeSource:
             blocked.append(child)
             stack.extend(self._waiting.pop(child.id, []))
         if blocked:
-            self.blocked.extend(blocked)
             self._on_blocked(job, blocked)
 
     def poll(self, running: list[Job]) -> None:
